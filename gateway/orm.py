@@ -1,0 +1,193 @@
+"""The gateway's tables. Migrations in `gateway/migrations` create exactly these on both dialects."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, MetaData, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from gateway.types import Identifier, Json, SortableString, UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+KEY_LENGTH = 512
+RUN_STATES = ("START", "RUNNING", "COMPLETE", "FAIL", "ABORT", "OTHER")
+TERMINAL_STATES = ("COMPLETE", "FAIL", "ABORT")
+ROLES = ("input", "output")
+EDGE_ORIGINS = ("run", "declared")
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (UniqueConstraint("namespace", "name"),)
+
+    id: Mapped[int] = mapped_column(Identifier, primary_key=True)
+    namespace: Mapped[str] = mapped_column(SortableString(KEY_LENGTH))
+    name: Mapped[str] = mapped_column(SortableString(KEY_LENGTH))
+    type: Mapped[str | None] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(Text)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", Json, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (
+        CheckConstraint(f"state IN {RUN_STATES!r}", name="state"),
+        Index(None, "job_id", "event_time"),
+        Index(None, "parent_id"),
+        Index(None, "event_time"),
+    )
+
+    id: Mapped[int] = mapped_column(Identifier, primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(255), unique=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    state: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    first_event_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    event_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    # The time of the event whose state won; ties in state rank go to the later one.
+    state_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    facets: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    error_message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Asset(Base):
+    __tablename__ = "assets"
+    __table_args__ = (
+        Index(None, "namespace", "key"),
+        Index(None, "type", "key"),
+        Index(None, "updated_at", "id"),
+        Index(None, "last_materialized_at", "id"),
+        Index(None, "name", "id"),
+        Index("ix_assets_tags", "tags", postgresql_using="gin", postgresql_ops={"tags": "jsonb_path_ops"}),
+        Index("ix_assets_owners", "owners", postgresql_using="gin", postgresql_ops={"owners": "jsonb_path_ops"}),
+        Index(
+            "ix_assets_metadata",
+            "metadata",
+            postgresql_using="gin",
+            postgresql_ops={"metadata": "jsonb_path_ops"},
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Identifier, primary_key=True)
+    key: Mapped[str] = mapped_column(SortableString(KEY_LENGTH), unique=True)
+    namespace: Mapped[str] = mapped_column(SortableString(KEY_LENGTH))
+    name: Mapped[str] = mapped_column(SortableString(KEY_LENGTH))
+    type: Mapped[str | None] = mapped_column(String(64))
+    display_name: Mapped[str | None] = mapped_column(String(KEY_LENGTH))
+    description: Mapped[str | None] = mapped_column(Text)
+    owners: Mapped[list[str]] = mapped_column(Json, default=list)
+    tags: Mapped[list[str]] = mapped_column(Json, default=list)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", Json, default=dict)
+    fields: Mapped[list[dict[str, Any]]] = mapped_column(Json, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_materialized_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    last_status: Mapped[str | None] = mapped_column(String(16))
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AssetAlias(Base):
+    __tablename__ = "asset_aliases"
+    __table_args__ = (Index(None, "asset_id"),)
+
+    id: Mapped[int] = mapped_column(Identifier, primary_key=True)
+    alias: Mapped[str] = mapped_column(SortableString(KEY_LENGTH), unique=True)
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RunAsset(Base):
+    """Which execution touched which asset, in which role: the per-asset audit log."""
+
+    __tablename__ = "run_assets"
+    __table_args__ = (
+        UniqueConstraint("run_id", "asset_id", "role"),
+        CheckConstraint(f"role IN {ROLES!r}", name="role"),
+        Index(None, "asset_id", "event_time", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Identifier, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"))
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(8))
+    event_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    facets: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+
+
+class LineageEdge(Base):
+    """Asset -> asset, through a job (or declared without one). Retired edges stay for `asOf`."""
+
+    __tablename__ = "lineage_edges"
+    __table_args__ = (
+        CheckConstraint(f"origin IN {EDGE_ORIGINS!r}", name="origin"),
+        Index(
+            "uq_lineage_edges_with_job",
+            "upstream_id",
+            "downstream_id",
+            "job_id",
+            unique=True,
+            sqlite_where=text("job_id IS NOT NULL"),
+            postgresql_where=text("job_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_lineage_edges_without_job",
+            "upstream_id",
+            "downstream_id",
+            unique=True,
+            sqlite_where=text("job_id IS NULL"),
+            postgresql_where=text("job_id IS NULL"),
+        ),
+        Index(None, "upstream_id", "downstream_id"),
+        Index(None, "downstream_id", "upstream_id"),
+        Index(None, "job_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Identifier, primary_key=True)
+    upstream_id: Mapped[int] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"))
+    downstream_id: Mapped[int] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    origin: Mapped[str] = mapped_column(String(16))
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+
+
+class ColumnLineage(Base):
+    __tablename__ = "column_lineage"
+    __table_args__ = (
+        UniqueConstraint("downstream_id", "downstream_field", "upstream_id", "upstream_field"),
+        Index(None, "upstream_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Identifier, primary_key=True)
+    downstream_id: Mapped[int] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"))
+    downstream_field: Mapped[str] = mapped_column(String(KEY_LENGTH))
+    upstream_id: Mapped[int] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"))
+    upstream_field: Mapped[str] = mapped_column(String(KEY_LENGTH))
+    transformation_type: Mapped[str | None] = mapped_column(String(64))
+    transformation_subtype: Mapped[str | None] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(Text)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,0 +1,99 @@
+"""The one settings object. Nothing else in the gateway reads the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+CONFIG_FILE_VARIABLE = "GATEWAY_CONFIG"
+
+
+def _default_data_dir() -> Path:
+    return Path.home() / ".asset-gateway"
+
+
+class Settings(BaseSettings):
+    """Every setting can come from `GATEWAY_<NAME>`, from the YAML config file, or from the CLI."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="forbid", yaml_file=None)
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str | None = None
+    auto_migrate: bool | None = None
+    database_pool_size: int = Field(default=10, ge=1, le=200)
+    database_echo: bool = False
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=4000, ge=0, le=65535)
+    log_level: str = "info"
+
+    graphiql: bool = True
+    max_page_size: int = Field(default=500, ge=1, le=500)
+    default_page_size: int = Field(default=50, ge=1, le=500)
+    max_query_depth: int = Field(default=12, ge=2)
+    max_aliases: int = Field(default=30, ge=1)
+    max_tokens: int = Field(default=4000, ge=100)
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
+    lineage_default_depth: int = Field(default=3, ge=1, le=20)
+    lineage_max_depth: int = Field(default=20, ge=1, le=20)
+    lineage_max_nodes: int = Field(default=2000, ge=1, le=100_000)
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("database_url must start with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'gateway.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def should_auto_migrate(self) -> bool:
+        """The embedded default migrates itself; a shared Postgres is migrated on purpose."""
+        return self.is_sqlite if self.auto_migrate is None else self.auto_migrate
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Explicit arguments beat the environment, which beats the YAML file.
+        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls), file_secret_settings)
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Settings from overrides, `GATEWAY_*` variables and the YAML file (`--config` or `GATEWAY_CONFIG`)."""
+    path = config_file or os.environ.get(CONFIG_FILE_VARIABLE)
+    values = {key: value for key, value in overrides.items() if value is not None}
+    if not path:
+        return Settings(**values)
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"config file not found: {path}")
+    with_file = type(
+        "Settings",
+        (Settings,),
+        {"model_config": SettingsConfigDict(**{**Settings.model_config, "yaml_file": path})},
+    )
+    settings: Settings = with_file(**values)
+    return settings

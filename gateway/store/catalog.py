@@ -1,0 +1,63 @@
+"""The asset catalog: filtered, ordered, keyset-paginated lists and their counts."""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.orm import Asset
+from gateway.store.asset_filters import AssetFilter, asset_conditions
+from gateway.store.pagination import Column, Cursor, Page, after_condition, ordered
+from gateway.store.sql import dialect_name
+
+
+class AssetOrder(enum.Enum):
+    KEY = "KEY"
+    NAME = "NAME"
+    UPDATED_AT_DESC = "UPDATED_AT_DESC"
+    MATERIALIZED_AT_DESC = "MATERIALIZED_AT_DESC"
+
+
+_ORDER_COLUMNS: dict[AssetOrder, tuple[Column, bool, bool]] = {
+    # order -> (column, descending, holds times)
+    AssetOrder.KEY: (Asset.key, False, False),
+    AssetOrder.NAME: (Asset.name, False, False),
+    AssetOrder.UPDATED_AT_DESC: (Asset.updated_at, True, True),
+    AssetOrder.MATERIALIZED_AT_DESC: (Asset.last_materialized_at, True, True),
+}
+
+
+def _sort_value(asset: Asset, order: AssetOrder) -> Any:
+    return {
+        AssetOrder.KEY: asset.key,
+        AssetOrder.NAME: asset.name,
+        AssetOrder.UPDATED_AT_DESC: asset.updated_at,
+        AssetOrder.MATERIALIZED_AT_DESC: asset.last_materialized_at,
+    }[order]
+
+
+async def list_assets(
+    session: AsyncSession,
+    asset_filter: AssetFilter,
+    first: int,
+    after: str | None = None,
+    order: AssetOrder = AssetOrder.KEY,
+) -> Page[Asset]:
+    column, descending, is_time = _ORDER_COLUMNS[order]
+    conditions = asset_conditions(asset_filter, dialect_name(session))
+    if after:
+        cursor = Cursor.decode(after, order.value, is_time)
+        conditions.append(after_condition(column, Asset.id, cursor, descending))
+    statement = select(Asset).where(*conditions).order_by(*ordered(column, Asset.id, descending)).limit(first + 1)
+    rows = list((await session.scalars(statement)).all())
+    items = rows[:first]
+    cursors = [Cursor(order.value, _sort_value(asset, order), asset.id).encode() for asset in items]
+    return Page(items=items, cursors=cursors, has_next_page=len(rows) > first)
+
+
+async def count_assets(session: AsyncSession, asset_filter: AssetFilter) -> int:
+    conditions = asset_conditions(asset_filter, dialect_name(session))
+    return (await session.execute(select(func.count()).select_from(Asset).where(*conditions))).scalar_one()

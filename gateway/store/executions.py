@@ -1,0 +1,284 @@
+"""Recording an execution: one store operation that both GraphQL and OpenLineage ingestion use.
+
+Every derived value is a function of the set of recorded events, never of their arrival order:
+a run's state is the event with the highest (state rank, time, state), times are min/max over
+events, facets merge by event time, edges carry the min/max times of the runs that contain them,
+and an edge retires at the first later COMPLETE run of its job that wrote outputs without it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, case, exists, func, literal, select, tuple_, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.errors import InvalidInput
+from gateway.orm import RUN_STATES, TERMINAL_STATES, Asset, LineageEdge, Run, RunAsset
+from gateway.store.assets import ensure_assets
+from gateway.store.jobs import upsert_job
+from gateway.store.sql import earlier, insert, json_merge, later
+
+MAX_DATASETS_PER_EVENT = 2_000
+ROWS_PER_STATEMENT = 1_000
+_STATE_RANK = {"COMPLETE": 3, "FAIL": 3, "ABORT": 3, "RUNNING": 2, "START": 1, "OTHER": 0}
+
+
+@dataclass(frozen=True)
+class DatasetTouch:
+    """An asset read or written by a run, with the facets the producer reported for it."""
+
+    key: str
+    facets: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ParentRef:
+    run_id: str
+    job_namespace: str
+    job_name: str
+
+
+@dataclass(frozen=True)
+class ExecutionRecord:
+    job_namespace: str
+    job_name: str
+    run_id: str
+    state: str
+    event_time: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    inputs: Sequence[DatasetTouch] = ()
+    outputs: Sequence[DatasetTouch] = ()
+    parent: ParentRef | None = None
+    facets: dict[str, Any] = field(default_factory=dict)
+    error_message: str | None = None
+    job_type: str | None = None
+    job_description: str | None = None
+
+
+def _validate(record: ExecutionRecord) -> None:
+    if record.state not in RUN_STATES:
+        raise InvalidInput(f"state {record.state!r} is not one of {', '.join(RUN_STATES)}")
+    if not record.run_id or len(record.run_id) > 255:
+        raise InvalidInput("run id must be 1..255 characters")
+    if len(record.inputs) + len(record.outputs) > MAX_DATASETS_PER_EVENT:
+        raise InvalidInput(f"an execution may name at most {MAX_DATASETS_PER_EVENT} inputs and outputs")
+    if record.started_at and record.ended_at and record.ended_at < record.started_at:
+        raise InvalidInput("endedAt is before startedAt")
+
+
+def _rank(column: Any) -> ColumnElement[int]:
+    return case(_STATE_RANK, value=column, else_=0)
+
+
+def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    for start in range(0, len(rows), ROWS_PER_STATEMENT):
+        yield rows[start : start + ROWS_PER_STATEMENT]
+
+
+async def _upsert_run(
+    session: AsyncSession, record: ExecutionRecord, job_id: int, parent_id: int | None, now: datetime
+) -> Run:
+    started_at = record.started_at or (record.event_time if record.state in ("START", "RUNNING") else None)
+    ended_at = record.ended_at or (record.event_time if record.state in TERMINAL_STATES else None)
+    statement = insert(session, Run).values(
+        run_id=record.run_id,
+        job_id=job_id,
+        parent_id=parent_id,
+        state=record.state,
+        started_at=started_at,
+        ended_at=ended_at,
+        first_event_time=record.event_time,
+        event_time=record.event_time,
+        state_time=record.event_time,
+        facets=record.facets,
+        error_message=record.error_message,
+        created_at=now,
+        updated_at=now,
+    )
+    stored, new = Run.__table__.c, statement.excluded
+    wins = tuple_(_rank(new.state), new.state_time, new.state) > tuple_(
+        _rank(stored.state), stored.state_time, stored.state
+    )
+    newer = new.event_time >= stored.event_time
+    statement = statement.on_conflict_do_update(
+        index_elements=["run_id"],
+        set_={
+            "state": case((wins, new.state), else_=stored.state),
+            "state_time": case((wins, new.state_time), else_=stored.state_time),
+            "error_message": case(
+                (wins, func.coalesce(new.error_message, stored.error_message)),
+                else_=func.coalesce(stored.error_message, new.error_message),
+            ),
+            "started_at": earlier(stored.started_at, new.started_at),
+            "ended_at": later(stored.ended_at, new.ended_at),
+            "first_event_time": earlier(stored.first_event_time, new.first_event_time),
+            "event_time": later(stored.event_time, new.event_time),
+            "parent_id": func.coalesce(stored.parent_id, new.parent_id),
+            "facets": case(
+                (newer, json_merge(session, stored.facets, new.facets)),
+                else_=json_merge(session, new.facets, stored.facets),
+            ),
+            "updated_at": now,
+        },
+    )
+    run_pk = (await session.execute(statement.returning(Run.id))).scalar_one()
+    run = await session.get(Run, run_pk, populate_existing=True)
+    assert run is not None
+    return run
+
+
+async def _upsert_run_assets(
+    session: AsyncSession, run: Run, record: ExecutionRecord, asset_ids: dict[str, int]
+) -> None:
+    touched: dict[tuple[int, str], dict[str, Any]] = {}
+    for role, touches in (("input", record.inputs), ("output", record.outputs)):
+        for touch in touches:
+            facets = touched.setdefault((asset_ids[touch.key], role), {})
+            facets.update(touch.facets)
+    rows = [
+        {
+            "run_id": run.id,
+            "asset_id": asset_id,
+            "role": role,
+            "event_time": record.event_time,
+            "facets": facets,
+        }
+        for (asset_id, role), facets in sorted(touched.items())
+    ]
+    for chunk in _chunks(rows):
+        statement = insert(session, RunAsset).values(chunk)
+        stored, new = RunAsset.__table__.c, statement.excluded
+        statement = statement.on_conflict_do_update(
+            index_elements=["run_id", "asset_id", "role"],
+            set_={
+                "event_time": later(stored.event_time, new.event_time),
+                "facets": case(
+                    (new.event_time >= stored.event_time, json_merge(session, stored.facets, new.facets)),
+                    else_=json_merge(session, new.facets, stored.facets),
+                ),
+            },
+        )
+        await session.execute(statement)
+
+
+async def _upsert_run_edges(session: AsyncSession, run: Run) -> list[int]:
+    """Every input of the run feeds every output; returns the run's outputs."""
+    rows = await session.execute(select(RunAsset.asset_id, RunAsset.role).where(RunAsset.run_id == run.id))
+    inputs: list[int] = []
+    outputs: list[int] = []
+    for asset_id, role in rows.tuples():
+        (inputs if role == "input" else outputs).append(asset_id)
+    edges = [
+        {
+            "upstream_id": upstream,
+            "downstream_id": downstream,
+            "job_id": run.job_id,
+            "origin": "run",
+            "first_seen_at": run.first_event_time,
+            "last_seen_at": run.event_time,
+            "last_run_id": run.id,
+        }
+        for upstream in sorted(inputs)
+        for downstream in sorted(outputs)
+        if upstream != downstream
+    ]
+    for chunk in _chunks(edges):
+        statement = insert(session, LineageEdge).values(chunk)
+        stored, new = LineageEdge.__table__.c, statement.excluded
+        statement = statement.on_conflict_do_update(
+            index_elements=["upstream_id", "downstream_id", "job_id"],
+            index_where=LineageEdge.job_id.is_not(None),
+            set_={
+                "first_seen_at": earlier(stored.first_seen_at, new.first_seen_at),
+                "last_seen_at": later(stored.last_seen_at, new.last_seen_at),
+                "last_run_id": case(
+                    (new.last_seen_at >= stored.last_seen_at, new.last_run_id), else_=stored.last_run_id
+                ),
+            },
+        )
+        await session.execute(statement)
+    return sorted(outputs)
+
+
+async def _retire_job_edges(session: AsyncSession, job_id: int) -> None:
+    later_complete = (
+        select(func.min(Run.state_time))
+        .where(
+            Run.job_id == LineageEdge.job_id,
+            Run.state == "COMPLETE",
+            Run.state_time > LineageEdge.last_seen_at,
+            exists().where(RunAsset.run_id == Run.id, RunAsset.role == "output"),
+        )
+        .scalar_subquery()
+    )
+    await session.execute(
+        update(LineageEdge)
+        .where(
+            LineageEdge.job_id == job_id,
+            LineageEdge.origin == "run",
+            LineageEdge.retired_at.is_distinct_from(later_complete),
+        )
+        .values(retired_at=later_complete)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def _update_output_assets(session: AsyncSession, run: Run, outputs: list[int], now: datetime) -> None:
+    if not outputs:
+        return
+    current = select(Run.id).where(
+        Run.id == Asset.last_run_id,
+        tuple_(Run.event_time, Run.run_id) < tuple_(literal(run.event_time, Run.event_time.type), literal(run.run_id)),
+    )
+    await session.execute(
+        update(Asset)
+        .where(
+            Asset.id.in_(outputs),
+            (Asset.last_run_id.is_(None)) | (Asset.last_run_id == run.id) | exists(current),
+        )
+        .values(last_run_id=run.id, last_status=run.state, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    if run.state == "COMPLETE":
+        await session.execute(
+            update(Asset)
+            .where(
+                Asset.id.in_(outputs),
+                (Asset.last_materialized_at.is_(None)) | (Asset.last_materialized_at < run.state_time),
+            )
+            .values(last_materialized_at=run.state_time, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+
+async def record_execution(session: AsyncSession, record: ExecutionRecord, now: datetime) -> Run:
+    """Record one event of a run: its job, state, inputs, outputs, parent, edges and asset status."""
+    _validate(record)
+    job_id = await upsert_job(
+        session, record.job_namespace, record.job_name, now, record.job_type, record.job_description
+    )
+    parent_id = None
+    if record.parent is not None and record.parent.run_id != record.run_id:
+        parent = ExecutionRecord(
+            job_namespace=record.parent.job_namespace,
+            job_name=record.parent.job_name,
+            run_id=record.parent.run_id,
+            state="OTHER",
+            event_time=record.event_time,
+        )
+        parent_job_id = await upsert_job(session, parent.job_namespace, parent.job_name, now)
+        parent_id = (await _upsert_run(session, parent, parent_job_id, None, now)).id
+    keys = [touch.key for touch in (*record.inputs, *record.outputs)]
+    asset_ids = await ensure_assets(session, keys, now)
+    run = await _upsert_run(session, record, job_id, parent_id, now)
+    if keys:
+        await _upsert_run_assets(session, run, record, asset_ids)
+    outputs = await _upsert_run_edges(session, run)
+    await _retire_job_edges(session, run.job_id)
+    await _update_output_assets(session, run, outputs, now)
+    return run

@@ -1,0 +1,95 @@
+"""Jobs, identified by (namespace, name), and their latest runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.errors import InvalidInput
+from gateway.orm import KEY_LENGTH, Job, Run
+from gateway.store.pagination import Cursor, Page, after_condition, ordered
+from gateway.store.sql import insert, json_merge
+
+
+def validate_job_name(namespace: str, name: str) -> None:
+    for what, value in (("job namespace", namespace), ("job name", name)):
+        if not value or len(value) > KEY_LENGTH:
+            raise InvalidInput(f"{what} must be 1..{KEY_LENGTH} characters")
+
+
+async def upsert_job(
+    session: AsyncSession,
+    namespace: str,
+    name: str,
+    now: datetime,
+    type: str | None = None,
+    description: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> int:
+    validate_job_name(namespace, name)
+    values: dict[str, Any] = {"namespace": namespace, "name": name, "type": type, "description": description}
+    statement = insert(session, Job).values(**values, metadata=metadata or {}, created_at=now, updated_at=now)
+    changes: dict[str, Any] = {"updated_at": now}
+    if type is not None:
+        changes["type"] = type
+    if description is not None:
+        changes["description"] = description
+    if metadata:
+        changes["metadata"] = json_merge(session, Job.__table__.c.metadata, statement.excluded.metadata)
+    statement = statement.on_conflict_do_update(index_elements=["namespace", "name"], set_=changes)
+    job_id: int = (await session.execute(statement.returning(Job.id))).scalar_one()
+    return job_id
+
+
+async def read_jobs_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, Job]:
+    if not ids:
+        return {}
+    rows = await session.scalars(select(Job).where(Job.id.in_(sorted(set(ids)))))
+    return {job.id: job for job in rows}
+
+
+async def read_jobs_by_names(session: AsyncSession, names: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Job]:
+    if not names:
+        return {}
+    rows = await session.scalars(select(Job).where(tuple_(Job.namespace, Job.name).in_(sorted(set(names)))))
+    return {(job.namespace, job.name): job for job in rows}
+
+
+async def read_latest_runs_by_job_ids(session: AsyncSession, job_ids: Sequence[int]) -> dict[int, Run]:
+    """job id -> its run with the latest event, in one statement."""
+    if not job_ids:
+        return {}
+    latest = (
+        select(
+            Run.id,
+            func.row_number()
+            .over(partition_by=Run.job_id, order_by=(Run.event_time.desc(), Run.id.desc()))
+            .label("position"),
+        )
+        .where(Run.job_id.in_(sorted(set(job_ids))))
+        .subquery()
+    )
+    rows = await session.scalars(select(Run).join(latest, latest.c.id == Run.id).where(latest.c.position == 1))
+    return {run.job_id: run for run in rows}
+
+
+async def list_jobs(
+    session: AsyncSession, namespace: str | None, search: str | None, first: int, after: str | None
+) -> Page[Job]:
+    conditions = []
+    if namespace is not None:
+        conditions.append(Job.namespace == namespace)
+    if search:
+        conditions.append(Job.name.icontains(search, autoescape=True))
+    full_name = Job.namespace + "/" + Job.name
+    if after:
+        conditions.append(after_condition(full_name, Job.id, Cursor.decode(after, "JOB"), False))
+    statement = select(Job).where(*conditions).order_by(*ordered(full_name, Job.id, False)).limit(first + 1)
+    rows = list((await session.scalars(statement)).all())
+    items = rows[:first]
+    cursors = [Cursor("JOB", f"{job.namespace}/{job.name}", job.id).encode() for job in items]
+    return Page(items, cursors, len(rows) > first)

@@ -1,0 +1,184 @@
+"""Lineage traversal: one statement per depth level, a node budget, cycles end, `asOf` via edge times."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.orm import Asset, LineageEdge
+
+FRONTIER_CHUNK = 5_000
+
+
+class Direction(enum.Enum):
+    UPSTREAM = "UPSTREAM"
+    DOWNSTREAM = "DOWNSTREAM"
+    BOTH = "BOTH"
+
+
+@dataclass
+class Edge:
+    """All live edges between one pair of assets, whichever jobs made them."""
+
+    upstream_id: int
+    downstream_id: int
+    job_ids: list[int] = field(default_factory=list)
+    origins: list[str] = field(default_factory=list)
+    first_seen_at: datetime | None = None
+    last_seen_at: datetime | None = None
+    retired_at: datetime | None = None
+
+    def absorb(self, job_id: int | None, origin: str, first: datetime, last: datetime, retired: Any) -> None:
+        if job_id is not None and job_id not in self.job_ids:
+            self.job_ids.append(job_id)
+        if origin not in self.origins:
+            self.origins.append(origin)
+        self.first_seen_at = first if self.first_seen_at is None else min(self.first_seen_at, first)
+        self.last_seen_at = last if self.last_seen_at is None else max(self.last_seen_at, last)
+        self.retired_at = retired
+
+
+@dataclass
+class LineageResult:
+    root_id: int
+    depths: dict[int, int]
+    edges: list[Edge]
+    truncated: bool
+
+    @property
+    def node_ids(self) -> list[int]:
+        return sorted(self.depths, key=lambda node: (abs(self.depths[node]), self.depths[node], node))
+
+    @property
+    def job_ids(self) -> list[int]:
+        return sorted({job_id for edge in self.edges for job_id in edge.job_ids})
+
+
+def _live(as_of: datetime | None) -> list[ColumnElement[bool]]:
+    if as_of is None:
+        return [LineageEdge.retired_at.is_(None)]
+    return [
+        LineageEdge.first_seen_at <= as_of,
+        LineageEdge.retired_at.is_(None) | (LineageEdge.retired_at > as_of),
+    ]
+
+
+async def _neighbour_edges(
+    session: AsyncSession, frontier: Sequence[int], downstream: bool, as_of: datetime | None
+) -> list[Any]:
+    near, far = (
+        (LineageEdge.upstream_id, LineageEdge.downstream_id)
+        if downstream
+        else (LineageEdge.downstream_id, LineageEdge.upstream_id)
+    )
+    rows: list[Any] = []
+    for start in range(0, len(frontier), FRONTIER_CHUNK):
+        statement = (
+            select(
+                LineageEdge.upstream_id,
+                LineageEdge.downstream_id,
+                LineageEdge.job_id,
+                LineageEdge.origin,
+                LineageEdge.first_seen_at,
+                LineageEdge.last_seen_at,
+                LineageEdge.retired_at,
+            )
+            .join(Asset, Asset.id == far)
+            .where(near.in_(frontier[start : start + FRONTIER_CHUNK]), Asset.deleted_at.is_(None), *_live(as_of))
+            .order_by(near, far, LineageEdge.id)
+        )
+        rows.extend((await session.execute(statement)).all())
+    return rows
+
+
+async def traverse_lineage(
+    session: AsyncSession,
+    root_id: int,
+    direction: Direction,
+    depth: int,
+    max_nodes: int,
+    as_of: datetime | None = None,
+) -> LineageResult:
+    """Breadth-first from the root; depths are negative upstream, positive downstream."""
+    depths = {root_id: 0}
+    edges: dict[tuple[int, int], Edge] = {}
+    truncated = False
+    sides = {
+        Direction.UPSTREAM: (False,),
+        Direction.DOWNSTREAM: (True,),
+        Direction.BOTH: (False, True),
+    }[direction]
+    for downstream in sides:
+        frontier = [root_id]
+        sign = 1 if downstream else -1
+        for level in range(1, depth + 1):
+            if not frontier:
+                break
+            next_frontier: list[int] = []
+            for up, down, job_id, origin, first, last, retired in await _neighbour_edges(
+                session, frontier, downstream, as_of
+            ):
+                far = down if downstream else up
+                if far not in depths:
+                    if len(depths) >= max_nodes:
+                        truncated = True
+                        continue
+                    depths[far] = sign * level
+                    next_frontier.append(far)
+                edge = edges.setdefault((up, down), Edge(up, down))
+                edge.absorb(job_id, origin, first, last, retired)
+            frontier = next_frontier
+    return LineageResult(root_id, depths, list(edges.values()), truncated)
+
+
+async def find_lineage_path(
+    session: AsyncSession, from_id: int, to_id: int, max_depth: int, max_nodes: int
+) -> list[Edge] | None:
+    """The shortest chain of edges from `from_id` down to `to_id` (or up to it), or None."""
+    if from_id == to_id:
+        return []
+    for downstream in (True, False):
+        previous: dict[int, Edge] = {}
+        seen = {from_id}
+        frontier = [from_id]
+        for _ in range(max_depth):
+            if not frontier or len(seen) > max_nodes:
+                break
+            next_frontier: list[int] = []
+            for up, down, job_id, origin, first, last, retired in await _neighbour_edges(
+                session, frontier, downstream, None
+            ):
+                far = down if downstream else up
+                if far in seen:
+                    continue
+                seen.add(far)
+                edge = Edge(up, down)
+                edge.absorb(job_id, origin, first, last, retired)
+                previous[far] = edge
+                next_frontier.append(far)
+                if far == to_id:
+                    path = []
+                    node = to_id
+                    while node != from_id:
+                        step = previous[node]
+                        path.append(step)
+                        node = step.upstream_id if downstream else step.downstream_id
+                    return list(reversed(path))
+            frontier = next_frontier
+    return None
+
+
+async def count_assets_by_namespace_and_type(session: AsyncSession) -> list[tuple[str, str | None, int]]:
+    rows = await session.execute(
+        select(Asset.namespace, Asset.type, func.count())
+        .where(Asset.deleted_at.is_(None))
+        .group_by(Asset.namespace, Asset.type)
+        .order_by(Asset.namespace, Asset.type)
+    )
+    return [(namespace, type_, count) for namespace, type_, count in rows.tuples()]

@@ -1,0 +1,65 @@
+"""Opaque keyset cursors: (order, sort value, id). Pages stay correct while rows are inserted."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import orjson
+from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy.orm import QueryableAttribute
+
+from gateway.errors import InvalidInput
+
+T = TypeVar("T")
+Column = ColumnElement[Any] | QueryableAttribute[Any]
+
+
+@dataclass(frozen=True)
+class Cursor:
+    order: str
+    value: Any
+    id: int
+
+    def encode(self) -> str:
+        value = self.value.isoformat() if isinstance(self.value, datetime) else self.value
+        return base64.urlsafe_b64encode(orjson.dumps([self.order, value, self.id])).decode()
+
+    @classmethod
+    def decode(cls, token: str, order: str, is_time: bool = False) -> Cursor:
+        try:
+            saved_order, value, row_id = orjson.loads(base64.urlsafe_b64decode(token.encode()))
+            if is_time and value is not None:
+                value = datetime.fromisoformat(value)
+            if not isinstance(row_id, int):
+                raise TypeError("id")
+        except (ValueError, TypeError) as error:
+            raise InvalidInput(f"cursor {token[:40]!r} is not a cursor this API gave out") from error
+        if saved_order != order:
+            raise InvalidInput(f"cursor was made for order {saved_order}, not {order}")
+        return cls(order, value, row_id)
+
+
+@dataclass(frozen=True)
+class Page(Generic[T]):
+    items: Sequence[T]
+    cursors: Sequence[str]
+    has_next_page: bool
+
+
+def after_condition(column: Column, id_column: Column, cursor: Cursor, descending: bool) -> ColumnElement[bool]:
+    """Rows strictly after the cursor in (column, id) order; NULLs sort last."""
+    beyond = column < cursor.value if descending else column > cursor.value
+    beyond_id = id_column < cursor.id if descending else id_column > cursor.id
+    if cursor.value is None:
+        return and_(column.is_(None), beyond_id)
+    return or_(beyond, and_(column == cursor.value, beyond_id), column.is_(None))
+
+
+def ordered(column: Column, id_column: Column, descending: bool) -> list[Any]:
+    if descending:
+        return [column.desc().nulls_last(), id_column.desc()]
+    return [column.asc().nulls_last(), id_column.asc()]

@@ -1,0 +1,131 @@
+"""Reading runs: by id, by run id, their assets and children, lists, and per-asset audit logs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.orm import Run, RunAsset
+from gateway.store.pagination import Cursor, Page, after_condition, ordered
+
+EXECUTION_ORDER = "EVENT_TIME_DESC"
+
+
+@dataclass(frozen=True)
+class RunFilter:
+    job_ids: Sequence[int] | None = None
+    states: Sequence[str] | None = None
+    after: datetime | None = None
+    before: datetime | None = None
+    parent_id: int | None = None
+
+
+async def read_runs_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, Run]:
+    if not ids:
+        return {}
+    rows = await session.scalars(select(Run).where(Run.id.in_(sorted(set(ids)))))
+    return {run.id: run for run in rows}
+
+
+async def read_runs_by_run_ids(session: AsyncSession, run_ids: Sequence[str]) -> dict[str, Run]:
+    if not run_ids:
+        return {}
+    rows = await session.scalars(select(Run).where(Run.run_id.in_(sorted(set(run_ids)))))
+    return {run.run_id: run for run in rows}
+
+
+async def read_run_assets_by_run_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, list[RunAsset]]:
+    """run pk -> its inputs and outputs, ordered by role then asset."""
+    result: dict[int, list[RunAsset]] = defaultdict(list)
+    if ids:
+        rows = await session.scalars(
+            select(RunAsset)
+            .where(RunAsset.run_id.in_(sorted(set(ids))))
+            .order_by(RunAsset.run_id, RunAsset.role, RunAsset.asset_id)
+        )
+        for row in rows:
+            result[row.run_id].append(row)
+    return result
+
+
+async def read_children_by_run_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, list[Run]]:
+    result: dict[int, list[Run]] = defaultdict(list)
+    if ids:
+        rows = await session.scalars(
+            select(Run).where(Run.parent_id.in_(sorted(set(ids)))).order_by(Run.first_event_time, Run.id)
+        )
+        for run in rows:
+            assert run.parent_id is not None
+            result[run.parent_id].append(run)
+    return result
+
+
+def _run_conditions(run_filter: RunFilter) -> list[ColumnElement[bool]]:
+    f = run_filter
+    conditions: list[ColumnElement[bool]] = []
+    if f.job_ids is not None:
+        conditions.append(Run.job_id.in_(list(f.job_ids)))
+    if f.states is not None:
+        conditions.append(Run.state.in_(list(f.states)))
+    if f.after is not None:
+        conditions.append(Run.event_time >= f.after)
+    if f.before is not None:
+        conditions.append(Run.event_time < f.before)
+    if f.parent_id is not None:
+        conditions.append(Run.parent_id == f.parent_id)
+    return conditions
+
+
+async def list_runs(session: AsyncSession, run_filter: RunFilter, first: int, after: str | None) -> Page[Run]:
+    """Runs, newest event first."""
+    conditions = _run_conditions(run_filter)
+    if after:
+        cursor = Cursor.decode(after, EXECUTION_ORDER, is_time=True)
+        conditions.append(after_condition(Run.event_time, Run.id, cursor, descending=True))
+    statement = select(Run).where(*conditions).order_by(*ordered(Run.event_time, Run.id, True)).limit(first + 1)
+    rows = list((await session.scalars(statement)).all())
+    items = rows[:first]
+    cursors = [Cursor(EXECUTION_ORDER, run.event_time, run.id).encode() for run in items]
+    return Page(items, cursors, len(rows) > first)
+
+
+async def list_asset_executions(
+    session: AsyncSession, asset_id: int, role: str | None, first: int, after: str | None
+) -> Page[RunAsset]:
+    """The audit log of one asset: which runs read or wrote it, newest first."""
+    conditions: list[ColumnElement[bool]] = [RunAsset.asset_id == asset_id]
+    if role is not None:
+        conditions.append(RunAsset.role == role)
+    if after:
+        cursor = Cursor.decode(after, EXECUTION_ORDER, is_time=True)
+        conditions.append(after_condition(RunAsset.event_time, RunAsset.id, cursor, descending=True))
+    statement = (
+        select(RunAsset).where(*conditions).order_by(*ordered(RunAsset.event_time, RunAsset.id, True)).limit(first + 1)
+    )
+    rows = list((await session.scalars(statement)).all())
+    items = rows[:first]
+    cursors = [Cursor(EXECUTION_ORDER, row.event_time, row.id).encode() for row in items]
+    return Page(items, cursors, len(rows) > first)
+
+
+async def read_producer_consumer_job_ids(
+    session: AsyncSession, asset_ids: Sequence[int], role: str
+) -> dict[int, list[int]]:
+    """asset id -> ids of the jobs whose runs wrote (`output`) or read (`input`) it."""
+    result: dict[int, list[int]] = defaultdict(list)
+    if asset_ids:
+        rows = await session.execute(
+            select(RunAsset.asset_id, Run.job_id)
+            .join(Run, Run.id == RunAsset.run_id)
+            .where(RunAsset.asset_id.in_(sorted(set(asset_ids))), RunAsset.role == role)
+            .group_by(RunAsset.asset_id, Run.job_id)
+            .order_by(RunAsset.asset_id, Run.job_id)
+        )
+        for asset_id, job_id in rows.tuples():
+            result[asset_id].append(job_id)
+    return result
