@@ -69,6 +69,10 @@ class Database:
         self.engine = create_engine(settings)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
 
+    @staticmethod
+    def describe(settings: Settings) -> str:
+        return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+
     @property
     def dialect(self) -> str:
         return self.engine.dialect.name

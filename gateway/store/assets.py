@@ -71,7 +71,7 @@ async def resolve_aliases(session: AsyncSession, keys: Iterable[str]) -> dict[st
     if not wanted:
         return {}
     rows = await session.execute(select(AssetAlias.alias, AssetAlias.asset_id).where(AssetAlias.alias.in_(wanted)))
-    return dict(rows.tuples().all())
+    return dict(rows.all())
 
 
 async def ensure_assets(session: AsyncSession, keys: Iterable[str], now: datetime) -> dict[str, int]:
@@ -99,7 +99,7 @@ async def ensure_assets(session: AsyncSession, keys: Iterable[str], now: datetim
         statement = insert(session, Asset).values(rows).on_conflict_do_nothing(index_elements=["key"])
         await session.execute(statement)
         found = await session.execute(select(Asset.key, Asset.id).where(Asset.key.in_(missing)))
-        resolved.update(dict(found.tuples().all()))
+        resolved.update(dict(found.all()))
     return resolved
 
 
@@ -186,13 +186,13 @@ async def add_aliases(
     if not wanted:
         return []
     owners = await session.execute(select(Asset.key, Asset.id).where(Asset.key.in_(wanted)))
-    for alias_key, owner_id in owners.tuples():
+    for alias_key, owner_id in owners:
         if owner_id != asset_id:
             raise Conflict(f"alias {alias_key!r} is the key of another asset")
     rows = [{"alias": alias, "asset_id": asset_id, "source": source, "created_at": now} for alias in wanted]
     await session.execute(insert(session, AssetAlias).values(rows).on_conflict_do_nothing(index_elements=["alias"]))
     existing = await session.execute(select(AssetAlias.alias, AssetAlias.asset_id).where(AssetAlias.alias.in_(wanted)))
-    taken = sorted(alias for alias, owner in existing.tuples() if owner != asset_id)
+    taken = sorted(alias for alias, owner in existing if owner != asset_id)
     if taken:
         raise Conflict(f"alias {taken[0]!r} already names another asset")
     return wanted
@@ -217,11 +217,11 @@ async def read_assets_by_keys(
         by_key = by_key.where(Asset.deleted_at.is_(None))
     unique = sorted(set(keys))
     found: dict[str, Asset] = {}
-    for lookup, asset in (await session.execute(by_key.where(Asset.key.in_(unique)))).tuples():
+    for lookup, asset in (await session.execute(by_key.where(Asset.key.in_(unique)))):
         found[lookup] = asset
     rest = [key for key in unique if key not in found]
     if rest:
-        for lookup, asset in (await session.execute(by_alias.where(AssetAlias.alias.in_(rest)))).tuples():
+        for lookup, asset in (await session.execute(by_alias.where(AssetAlias.alias.in_(rest)))):
             found[lookup] = asset
     return found
 
@@ -242,7 +242,7 @@ async def read_aliases_by_asset_ids(session: AsyncSession, ids: Sequence[int]) -
         .where(AssetAlias.asset_id.in_(sorted(set(ids))))
         .order_by(AssetAlias.asset_id, AssetAlias.alias)
     )
-    for asset_id, alias in rows.tuples():
+    for asset_id, alias in rows:
         result[asset_id].append(alias)
     return result
 

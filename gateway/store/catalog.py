@@ -61,3 +61,13 @@ async def list_assets(
 async def count_assets(session: AsyncSession, asset_filter: AssetFilter) -> int:
     conditions = asset_conditions(asset_filter, dialect_name(session))
     return (await session.execute(select(func.count()).select_from(Asset).where(*conditions))).scalar_one()
+
+
+async def count_assets_by_namespace_and_type(session: AsyncSession) -> list[tuple[str, str | None, int]]:
+    rows = await session.execute(
+        select(Asset.namespace, Asset.type, func.count())
+        .where(Asset.deleted_at.is_(None))
+        .group_by(Asset.namespace, Asset.type)
+        .order_by(Asset.namespace, Asset.type)
+    )
+    return [(namespace, type_, count) for namespace, type_, count in rows]

@@ -171,7 +171,7 @@ async def _upsert_run_edges(session: AsyncSession, run: Run) -> list[int]:
     rows = await session.execute(select(RunAsset.asset_id, RunAsset.role).where(RunAsset.run_id == run.id))
     inputs: list[int] = []
     outputs: list[int] = []
-    for asset_id, role in rows.tuples():
+    for asset_id, role in rows:
         (inputs if role == "input" else outputs).append(asset_id)
     edges = [
         {

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.orm import Asset, LineageEdge
+from gateway.orm import Asset, ColumnLineage, LineageEdge
 
 FRONTIER_CHUNK = 5_000
 
@@ -174,11 +174,27 @@ async def find_lineage_path(
     return None
 
 
-async def count_assets_by_namespace_and_type(session: AsyncSession) -> list[tuple[str, str | None, int]]:
-    rows = await session.execute(
-        select(Asset.namespace, Asset.type, func.count())
-        .where(Asset.deleted_at.is_(None))
-        .group_by(Asset.namespace, Asset.type)
-        .order_by(Asset.namespace, Asset.type)
-    )
-    return [(namespace, type_, count) for namespace, type_, count in rows.tuples()]
+async def read_neighbour_ids(session: AsyncSession, asset_ids: Sequence[int], downstream: bool) -> dict[int, list[int]]:
+    """asset id -> ids of its live direct downstream (or upstream) assets."""
+    result: dict[int, list[int]] = {asset_id: [] for asset_id in asset_ids}
+    unique = sorted(set(asset_ids))
+    for up, down, *_ in await _neighbour_edges(session, unique, downstream, None):
+        near, far = (up, down) if downstream else (down, up)
+        if far not in result[near]:
+            result[near].append(far)
+    return result
+
+
+async def read_column_lineage_by_downstream_ids(
+    session: AsyncSession, asset_ids: Sequence[int]
+) -> dict[int, list[ColumnLineage]]:
+    result: dict[int, list[ColumnLineage]] = {asset_id: [] for asset_id in asset_ids}
+    if asset_ids:
+        rows = await session.scalars(
+            select(ColumnLineage)
+            .where(ColumnLineage.downstream_id.in_(sorted(set(asset_ids))))
+            .order_by(ColumnLineage.downstream_id, ColumnLineage.downstream_field, ColumnLineage.upstream_field)
+        )
+        for row in rows:
+            result[row.downstream_id].append(row)
+    return result

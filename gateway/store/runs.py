@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.orm import Run, RunAsset
+from gateway.orm import Job, Run, RunAsset
 from gateway.store.pagination import Cursor, Page, after_condition, ordered
 
 EXECUTION_ORDER = "EVENT_TIME_DESC"
@@ -23,6 +23,8 @@ class RunFilter:
     after: datetime | None = None
     before: datetime | None = None
     parent_id: int | None = None
+    job_namespace: str | None = None
+    job_name: str | None = None
 
 
 async def read_runs_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, Run]:
@@ -78,6 +80,13 @@ def _run_conditions(run_filter: RunFilter) -> list[ColumnElement[bool]]:
         conditions.append(Run.event_time < f.before)
     if f.parent_id is not None:
         conditions.append(Run.parent_id == f.parent_id)
+    if f.job_namespace is not None or f.job_name is not None:
+        matching_jobs = select(Job.id)
+        if f.job_namespace is not None:
+            matching_jobs = matching_jobs.where(Job.namespace == f.job_namespace)
+        if f.job_name is not None:
+            matching_jobs = matching_jobs.where(Job.name == f.job_name)
+        conditions.append(Run.job_id.in_(matching_jobs.scalar_subquery()))
     return conditions
 
 
@@ -126,6 +135,6 @@ async def read_producer_consumer_job_ids(
             .group_by(RunAsset.asset_id, Run.job_id)
             .order_by(RunAsset.asset_id, Run.job_id)
         )
-        for asset_id, job_id in rows.tuples():
+        for asset_id, job_id in rows:
             result[asset_id].append(job_id)
     return result

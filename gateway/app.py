@@ -1,0 +1,75 @@
+"""create_app(settings) -> the Starlette application: routes, lifespan, nothing global."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route, WebSocketRoute
+
+from gateway import __version__
+from gateway.database import Database
+from gateway.migrate import current_revision, head_revision, migrate
+from gateway.settings import Settings, load_settings
+from schema import build_schema
+from schema.http import GatewayGraphQL
+
+logger = logging.getLogger("gateway")
+
+
+async def healthz(_: Request) -> Response:
+    return JSONResponse({"status": "ok", "version": __version__})
+
+
+async def readyz(request: Request) -> Response:
+    db: Database = request.app.state.db
+    try:
+        async with db.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+        revision = await current_revision(db.engine)
+    except Exception as error:
+        return JSONResponse({"status": "unavailable", "reason": type(error).__name__}, status_code=503)
+    expected = head_revision()
+    if revision != expected:
+        reason = f"database is at migration {revision}, the gateway needs {expected}: run `asset-gateway migrate`"
+        return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
+    return JSONResponse({"status": "ready", "migration": revision})
+
+
+async def root(_: Request) -> Response:
+    return RedirectResponse("/graphql")
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or load_settings()
+    db = Database(settings)
+    graphql = GatewayGraphQL(build_schema(settings), db, settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if settings.should_auto_migrate:
+            await migrate(db.engine)
+        logger.info("asset-gateway %s serving %s", __version__, db.engine.url.render_as_string(hide_password=True))
+        try:
+            yield
+        finally:
+            await db.dispose()
+
+    app = Starlette(
+        routes=[
+            Route("/", root),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", graphql),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.db = db
+    app.state.settings = settings
+    return app

@@ -1,0 +1,33 @@
+"""The typed per-request context every resolver receives."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from strawberry.types import Info as StrawberryInfo
+
+from gateway.database import Database
+from gateway.settings import Settings
+from schema.loaders import Loaders
+
+
+@dataclass
+class Context:
+    db: Database
+    settings: Settings
+    loaders: Loaders
+    request: Any = None
+    response: Any = None
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @classmethod
+    def create(cls, db: Database, settings: Settings, request: Any = None, response: Any = None) -> Context:
+        return cls(db=db, settings=settings, loaders=Loaders(db), request=request, response=response)
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+Info = StrawberryInfo[Context, None]

@@ -1,0 +1,62 @@
+"""Every error leaves with a stable `extensions.code`; unexpected ones are masked and logged."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors
+
+from gateway.errors import GatewayError
+
+logger = logging.getLogger("gateway.graphql")
+
+INTERNAL = "INTERNAL_SERVER_ERROR"
+_USER_MESSAGES = ("Variable '$", "Argument '", "Expected value of type", "Int cannot", "String cannot")
+
+
+def classify(error: GraphQLError) -> str | None:
+    """The code for a client's mistake, or None when the error is ours and must be masked."""
+    original = error.original_error
+    if isinstance(original, GatewayError):
+        return original.code
+    if isinstance(original, GraphQLError):
+        return str((original.extensions or {}).get("code") or "BAD_USER_INPUT")
+    if error.message.startswith(_USER_MESSAGES):
+        return "BAD_USER_INPUT"
+    if original is None:
+        if error.message.startswith("Syntax Error"):
+            return "GRAPHQL_PARSE_FAILED"
+        return str((error.extensions or {}).get("code") or "GRAPHQL_VALIDATION_FAILED")
+    return None
+
+
+class ErrorCodes(MaskErrors):
+    """MaskErrors that keeps clients' mistakes readable and codes every error."""
+
+    def __init__(self) -> None:
+        super().__init__(error_message="Unexpected error.")
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        processed: list[GraphQLError] = []
+        for error in errors:
+            code = classify(error)
+            if code is None:
+                processed.append(_with_code(self.anonymise_error(error), INTERNAL))
+            else:
+                processed.append(_with_code(error, code))
+        return processed
+
+
+def _with_code(error: GraphQLError, code: str) -> GraphQLError:
+    extensions: dict[str, Any] = dict(error.extensions or {})
+    extensions["code"] = code
+    error.extensions = extensions
+    return error
+
+
+def log_errors(errors: list[GraphQLError]) -> None:
+    for error in errors:
+        if classify(error) is None:
+            logger.error("unexpected error in %s", error.path, exc_info=error.original_error)

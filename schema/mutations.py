@@ -1,0 +1,80 @@
+"""Write side of the API. Each mutation is one transaction: all of it happens, or none of it."""
+
+from __future__ import annotations
+
+import uuid
+
+import strawberry
+
+from gateway.errors import InvalidInput, NotFound
+from gateway.store import assets, executions
+from schema.context import Info
+from schema.inputs import AssetInput, ExecutionAssetInput, RecordExecutionInput
+from schema.types.asset import Asset
+from schema.types.common import as_utc
+from schema.types.execution import Execution
+
+
+def _touches(items: list[ExecutionAssetInput]) -> list[executions.DatasetTouch]:
+    touches = []
+    for item in items:
+        if item.facets is not None and not isinstance(item.facets, dict):
+            raise InvalidInput(f"facets of {item.key!r} must be a JSON object")
+        touches.append(executions.DatasetTouch(key=item.key.strip(), facets=item.facets or {}))
+    return touches
+
+
+@strawberry.type
+class Mutation:
+    @strawberry.mutation(description="Create or update an asset from a declaration.")
+    async def upsert_asset(self, info: Info, input: AssetInput) -> Asset:
+        spec = input.to_spec()
+        async with info.context.db.transaction() as session:
+            row = await assets.upsert_asset(session, spec, info.context.now())
+        return Asset.from_row(row)
+
+    @strawberry.mutation(description="Soft-delete an asset: hidden from the catalog and lineage, kept for history.")
+    async def delete_asset(self, info: Info, key: str) -> Asset:
+        async with info.context.db.transaction() as session:
+            row = await assets.soft_delete_asset(session, key, info.context.now())
+        return Asset.from_row(row)
+
+    @strawberry.mutation(description="Map other identifiers (URNs, paths, symlinks) onto an asset.")
+    async def add_asset_aliases(self, info: Info, key: str, aliases: list[str]) -> Asset:
+        async with info.context.db.transaction() as session:
+            row = await assets.read_asset_by_key(session, key)
+            if row is None:
+                raise NotFound(f"no asset with key {key!r}")
+            await assets.add_aliases(session, row.id, aliases, "api", info.context.now())
+        return Asset.from_row(row)
+
+    @strawberry.mutation(description="Record what an execution did: its job, state, inputs and outputs.")
+    async def record_execution(self, info: Info, input: RecordExecutionInput) -> Execution:
+        now = info.context.now()
+        if input.facets is not None and not isinstance(input.facets, dict):
+            raise InvalidInput("facets must be a JSON object")
+        parent = None
+        if input.parent is not None:
+            parent = executions.ParentRef(input.parent.run_id, input.parent.job.namespace, input.parent.job.name)
+        record = executions.ExecutionRecord(
+            job_namespace=input.job.namespace,
+            job_name=input.job.name,
+            job_type=input.job.type,
+            job_description=input.job.description,
+            run_id=input.run_id or str(uuid.uuid4()),
+            state=input.state.value,
+            event_time=as_utc(input.event_time) or now,
+            started_at=as_utc(input.started_at),
+            ended_at=as_utc(input.ended_at),
+            inputs=_touches(input.inputs),
+            outputs=_touches(input.outputs),
+            parent=parent,
+            facets=input.facets or {},
+            error_message=input.error_message,
+        )
+        declarations = [spec for item in (*input.inputs, *input.outputs) if (spec := item.declaration())]
+        async with info.context.db.transaction() as session:
+            for spec in declarations:
+                await assets.upsert_asset(session, spec, now)
+            run = await executions.record_execution(session, record, now)
+        return Execution.from_row(run)

@@ -1,0 +1,186 @@
+"""Asset: anything a pipeline reads or writes, with its audit log and its neighbours in the graph."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import strawberry
+from strawberry.scalars import JSON
+
+from gateway import orm
+from gateway.store import lineage, runs
+from schema.context import Info
+from schema.types.common import Connection, Role, RunState, as_json, connection_edges, page_size
+from schema.types.execution import Execution
+from schema.types.job import Job
+
+
+@strawberry.type(description="A field of an asset's schema (a column of a table, a field of a topic).")
+class SchemaField:
+    name: str
+    type: str | None
+    description: str | None
+
+
+@strawberry.type(description="One entry of an asset's audit log: an execution that read or wrote it.")
+class AssetExecution:
+    run_pk: strawberry.Private[int]
+    role: Role
+    event_time: datetime
+    facets: JSON
+
+    @strawberry.field
+    async def execution(self, info: Info) -> Execution:
+        row = await info.context.loaders.run_by_id.load(self.run_pk)
+        assert row is not None, "run_assets references runs by foreign key"
+        return Execution.from_row(row)
+
+
+@strawberry.type(description="A field of this asset derived from a field of an upstream asset.")
+class ColumnLineageEdge:
+    row: strawberry.Private[orm.ColumnLineage]
+    downstream_field: str
+    upstream_field: str
+    transformation_type: str | None
+    transformation_subtype: str | None
+    description: str | None
+
+    @strawberry.field
+    async def upstream(self, info: Info) -> Asset:
+        row = await info.context.loaders.asset_by_id.load(self.row.upstream_id)
+        assert row is not None
+        return Asset.from_row(row)
+
+
+@strawberry.federation.type(keys=["key"], description="An asset: a table, file, topic, model, dashboard...")
+class Asset:
+    id: strawberry.Private[int]
+    row: strawberry.Private[orm.Asset]
+    key: str
+    namespace: str
+    name: str
+    type: str | None
+    display_name: str | None
+    description: str | None
+    owners: list[str]
+    tags: list[str]
+    metadata: JSON
+    created_at: datetime
+    updated_at: datetime
+    last_materialized_at: datetime | None = strawberry.field(
+        description="When a successful execution last wrote this asset."
+    )
+    last_status: RunState | None = strawberry.field(description="State of the latest execution that wrote it.")
+    deleted_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: orm.Asset) -> Asset:
+        return cls(
+            id=row.id,
+            row=row,
+            key=row.key,
+            namespace=row.namespace,
+            name=row.name,
+            type=row.type,
+            display_name=row.display_name,
+            description=row.description,
+            owners=row.owners,
+            tags=row.tags,
+            metadata=as_json(row.metadata_),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            last_materialized_at=row.last_materialized_at,
+            last_status=RunState(row.last_status) if row.last_status else None,
+            deleted_at=row.deleted_at,
+        )
+
+    @classmethod
+    async def resolve_reference(cls, info: Info, key: str, **_: Any) -> Asset | None:
+        row = await info.context.loaders.asset_by_key.load(key)
+        return None if row is None else cls.from_row(row)
+
+    @strawberry.field(name="schema", description="The asset's fields, as producers last reported them.")
+    def schema_fields(self) -> list[SchemaField]:
+        return [
+            SchemaField(name=str(field.get("name")), type=field.get("type"), description=field.get("description"))
+            for field in self.row.fields
+        ]
+
+    @strawberry.field(description="Other identifiers of this asset (symlinks, URNs, paths).")
+    async def aliases(self, info: Info) -> list[str]:
+        return await info.context.loaders.aliases_by_asset.load(self.id)
+
+    @strawberry.field(description="The latest execution that wrote this asset.")
+    async def last_execution(self, info: Info) -> Execution | None:
+        if self.row.last_run_id is None:
+            return None
+        row = await info.context.loaders.run_by_id.load(self.row.last_run_id)
+        return None if row is None else Execution.from_row(row)
+
+    @strawberry.field(description="The audit log: executions that read or wrote this asset, newest first.")
+    async def executions(
+        self, info: Info, first: int | None = None, after: str | None = None, role: Role | None = None
+    ) -> Connection[AssetExecution]:
+        async with info.context.db.session() as session:
+            page = await runs.list_asset_executions(
+                session, self.id, role.value if role else None, page_size(info, first), after
+            )
+        edges, page_info = connection_edges(
+            page,
+            lambda row: AssetExecution(
+                run_pk=row.run_id, role=Role(row.role), event_time=row.event_time, facets=as_json(row.facets)
+            ),
+        )
+        return Connection(edges=edges, page_info=page_info)
+
+    @strawberry.field(description="Assets this one is derived from, up to `depth` hops.")
+    async def upstream(self, info: Info, depth: int = 1) -> list[Asset]:
+        return await _neighbours(info, self.id, depth, downstream=False)
+
+    @strawberry.field(description="Assets derived from this one, up to `depth` hops.")
+    async def downstream(self, info: Info, depth: int = 1) -> list[Asset]:
+        return await _neighbours(info, self.id, depth, downstream=True)
+
+    @strawberry.field(description="Jobs whose executions wrote this asset.")
+    async def producers(self, info: Info) -> list[Job]:
+        job_ids = await info.context.loaders.producer_jobs_by_asset.load(self.id)
+        return [Job.from_row(row) for row in await info.context.loaders.job_by_id.load_many(job_ids) if row]
+
+    @strawberry.field(description="Jobs whose executions read this asset.")
+    async def consumers(self, info: Info) -> list[Job]:
+        job_ids = await info.context.loaders.consumer_jobs_by_asset.load(self.id)
+        return [Job.from_row(row) for row in await info.context.loaders.job_by_id.load_many(job_ids) if row]
+
+    @strawberry.field(description="Where each field of this asset comes from.")
+    async def column_lineage(self, info: Info) -> list[ColumnLineageEdge]:
+        rows = await info.context.loaders.column_lineage_by_asset.load(self.id)
+        return [
+            ColumnLineageEdge(
+                row=row,
+                downstream_field=row.downstream_field,
+                upstream_field=row.upstream_field,
+                transformation_type=row.transformation_type,
+                transformation_subtype=row.transformation_subtype,
+                description=row.description,
+            )
+            for row in rows
+        ]
+
+
+async def _neighbours(info: Info, asset_id: int, depth: int, downstream: bool) -> list[Asset]:
+    from schema.types.lineage import check_depth
+
+    depth = check_depth(info, depth)
+    loaders = info.context.loaders
+    if depth == 1:
+        loader = loaders.downstream_ids_by_asset if downstream else loaders.upstream_ids_by_asset
+        ids = await loader.load(asset_id)
+    else:
+        direction = lineage.Direction.DOWNSTREAM if downstream else lineage.Direction.UPSTREAM
+        async with info.context.db.session() as session:
+            result = await lineage.traverse_lineage(
+                session, asset_id, direction, depth, info.context.settings.lineage_max_nodes
+            )
+        ids = [node for node in result.node_ids if node != asset_id]
+    return [Asset.from_row(row) for row in await loaders.asset_by_id.load_many(ids) if row is not None]
