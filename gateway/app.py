@@ -14,6 +14,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from gateway import __version__
 from gateway.database import Database
+from gateway.ingest.http import post_lineage
 from gateway.migrate import current_revision, head_revision, migrate
 from gateway.settings import Settings, load_settings
 from schema import build_schema
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/", root),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/api/v1/lineage", post_lineage, methods=["POST"]),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
         ],

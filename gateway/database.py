@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import random
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from gateway.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Deadlock and serialization failure: the transaction did nothing and may simply run again.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+T = TypeVar("T")
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -96,3 +102,23 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def is_retryable(error: DBAPIError) -> bool:
+    state = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    if state in RETRYABLE_SQLSTATES:
+        return True
+    return "database is locked" in str(error.orig)
+
+
+async def run_transaction(db: Database, work: Callable[[AsyncSession], Awaitable[T]], attempts: int = 6) -> T:
+    """Run `work` in one transaction, again from the start when the database reports a deadlock."""
+    for attempt in range(attempts):
+        try:
+            async with db.transaction() as session:
+                return await work(session)
+        except DBAPIError as error:
+            if attempt + 1 >= attempts or not is_retryable(error):
+                raise
+            await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))
+    raise AssertionError("unreachable")

@@ -104,6 +104,8 @@ class Asset(Base):
     last_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
     last_status: Mapped[str | None] = mapped_column(String(16))
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Event time of the newest producer description applied; older descriptions only fill gaps.
+    described_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class AssetAlias(Base):
@@ -191,3 +193,22 @@ class ColumnLineage(Base):
     description: Mapped[str | None] = mapped_column(Text)
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
     last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LineageEvent(Base):
+    """Every accepted raw OpenLineage event, stored before it is applied (replay, audit)."""
+
+    __tablename__ = "lineage_events"
+    __table_args__ = (Index(None, "event_time", "id"), Index(None, "run_id"))
+
+    id: Mapped[int] = mapped_column(Identifier, primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    event_type: Mapped[str | None] = mapped_column(String(16))
+    event_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    run_id: Mapped[str | None] = mapped_column(String(255))
+    job_namespace: Mapped[str | None] = mapped_column(String(KEY_LENGTH))
+    job_name: Mapped[str | None] = mapped_column(String(KEY_LENGTH))
+    producer: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    payload: Mapped[dict[str, Any]] = mapped_column(Json)

@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     log_level: str = "info"
 
     graphiql: bool = True
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_batch_events: int = Field(default=10_000, ge=1)
     max_page_size: int = Field(default=500, ge=1, le=500)
     default_page_size: int = Field(default=50, ge=1, le=500)
     max_query_depth: int = Field(default=12, ge=2)

@@ -194,6 +194,8 @@ async def _upsert_run_edges(session: AsyncSession, run: Run) -> list[int]:
             index_elements=["upstream_id", "downstream_id", "job_id"],
             index_where=LineageEdge.job_id.is_not(None),
             set_={
+                # An edge a run has shown is observed lineage, whatever was declared before.
+                "origin": "run",
                 "first_seen_at": earlier(stored.first_seen_at, new.first_seen_at),
                 "last_seen_at": later(stored.last_seen_at, new.last_seen_at),
                 "last_run_id": case(
@@ -254,6 +256,37 @@ async def _update_output_assets(session: AsyncSession, run: Run, outputs: list[i
             .values(last_materialized_at=run.state_time, updated_at=now)
             .execution_options(synchronize_session=False)
         )
+
+
+async def declare_job_edges(
+    session: AsyncSession, job_id: int, input_ids: Sequence[int], output_ids: Sequence[int], event_time: datetime
+) -> None:
+    """Static lineage a job declares (an OpenLineage JobEvent): every input feeds every output."""
+    edges = [
+        {
+            "upstream_id": upstream,
+            "downstream_id": downstream,
+            "job_id": job_id,
+            "origin": "declared",
+            "first_seen_at": event_time,
+            "last_seen_at": event_time,
+        }
+        for upstream in sorted(set(input_ids))
+        for downstream in sorted(set(output_ids))
+        if upstream != downstream
+    ]
+    for chunk in _chunks(edges):
+        statement = insert(session, LineageEdge).values(chunk)
+        stored, new = LineageEdge.__table__.c, statement.excluded
+        statement = statement.on_conflict_do_update(
+            index_elements=["upstream_id", "downstream_id", "job_id"],
+            index_where=LineageEdge.job_id.is_not(None),
+            set_={
+                "first_seen_at": earlier(stored.first_seen_at, new.first_seen_at),
+                "last_seen_at": later(stored.last_seen_at, new.last_seen_at),
+            },
+        )
+        await session.execute(statement)
 
 
 async def record_execution(session: AsyncSession, record: ExecutionRecord, now: datetime) -> Run:

@@ -1,0 +1,1 @@
+"""OpenLineage ingestion: typed models, the normaliser into store calls, and the HTTP endpoint."""

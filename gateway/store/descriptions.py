@@ -1,0 +1,130 @@
+"""Assets as producers describe them (OpenLineage dataset facets), independent of arrival order.
+
+The newest description (by event time) wins each attribute it gives; an older one only fills
+attributes nothing newer has set. Symlinks become aliases, so a path and its table are one asset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, case, literal, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.keys import split_key, validate_key
+from gateway.orm import Asset, AssetAlias
+from gateway.store.sql import insert, later
+from gateway.types import Json
+
+_LISTS = ("owners", "tags", "fields")
+_SCALARS = ("type", "description")
+
+
+@dataclass(frozen=True)
+class AssetDescription:
+    """What one event says about one dataset; None means the event says nothing about it."""
+
+    key: str
+    type: str | None = None
+    description: str | None = None
+    owners: Sequence[str] | None = None
+    tags: Sequence[str] | None = None
+    fields: Sequence[dict[str, Any]] | None = None
+    aliases: Sequence[str] = field(default_factory=tuple)
+
+    def given(self) -> dict[str, Any]:
+        values = {name: getattr(self, name) for name in (*_SCALARS, *_LISTS)}
+        return {name: list(value) if name in _LISTS else value for name, value in values.items() if value is not None}
+
+
+def _merged(column: str, stored: Any, new: Any, newer: ColumnElement[bool]) -> ColumnElement[Any]:
+    if column in _LISTS:
+        unset: ColumnElement[bool] = stored == literal([], Json)
+    else:
+        unset = stored.is_(None)
+    return case((newer | unset, new), else_=stored)
+
+
+async def _resolve(session: AsyncSession, identifiers: list[str]) -> dict[str, tuple[int, str]]:
+    """identifier -> (asset id, asset key), for identifiers that are asset keys or aliases."""
+    found: dict[str, tuple[int, str]] = {}
+    rows = await session.execute(select(Asset.key, Asset.id).where(Asset.key.in_(identifiers)))
+    for key, asset_id in rows:
+        found[key] = (asset_id, key)
+    aliased = await session.execute(
+        select(AssetAlias.alias, Asset.id, Asset.key)
+        .join(Asset, Asset.id == AssetAlias.asset_id)
+        .where(AssetAlias.alias.in_(identifiers))
+    )
+    for alias, asset_id, key in aliased:
+        found.setdefault(alias, (asset_id, key))
+    return found
+
+
+async def describe_assets(
+    session: AsyncSession, descriptions: Sequence[AssetDescription], event_time: datetime, now: datetime
+) -> dict[str, str]:
+    """Apply descriptions; returns every identifier mentioned -> the key of the asset it names."""
+    identifiers = sorted({validate_key(i, "dataset key") for d in descriptions for i in (d.key, *d.aliases)})
+    if not identifiers:
+        return {}
+    known = await _resolve(session, identifiers)
+    resolved: dict[str, str] = {}
+    for description in sorted(descriptions, key=lambda d: d.key):
+        candidates = [description.key, *sorted(description.aliases)]
+        target = next((known[c][1] for c in candidates if c in known), description.key)
+        await _upsert_description(session, target, description, event_time, now)
+        for identifier in candidates:
+            resolved[identifier] = target
+    aliases = sorted(
+        {
+            (identifier, target)
+            for identifier, target in resolved.items()
+            if identifier != target and identifier not in known
+        }
+    )
+    if aliases:
+        ids = dict(
+            (await session.execute(select(Asset.key, Asset.id).where(Asset.key.in_({t for _, t in aliases})))).all()
+        )
+        rows = [
+            {"alias": alias, "asset_id": ids[target], "source": "symlink", "created_at": now}
+            for alias, target in aliases
+            if alias not in ids
+        ]
+        if rows:
+            await session.execute(
+                insert(session, AssetAlias).values(rows).on_conflict_do_nothing(index_elements=["alias"])
+            )
+    return resolved
+
+
+async def _upsert_description(
+    session: AsyncSession, key: str, description: AssetDescription, event_time: datetime, now: datetime
+) -> None:
+    parts = split_key(key)
+    given = description.given()
+    values = {
+        "key": key,
+        "namespace": parts.namespace,
+        "name": parts.name,
+        "owners": [],
+        "tags": [],
+        "metadata": {},
+        "fields": [],
+        **given,
+        "described_at": event_time,
+        "created_at": now,
+        "updated_at": now,
+    }
+    statement = insert(session, Asset).values(values)
+    stored, new = Asset.__table__.c, statement.excluded
+    newer = stored.described_at.is_(None) | (new.described_at >= stored.described_at)
+    changes: dict[str, Any] = {name: _merged(name, stored[name], new[name], newer) for name in given}
+    changes["described_at"] = later(stored.described_at, new.described_at)
+    changes["deleted_at"] = case((new.described_at > stored.deleted_at, None), else_=stored.deleted_at)
+    changes["updated_at"] = now
+    await session.execute(statement.on_conflict_do_update(index_elements=["key"], set_=changes))

@@ -1,0 +1,71 @@
+"""The raw OpenLineage event log: stored before applied, deduplicated by content hash."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.orm import LineageEvent
+from gateway.store.sql import insert
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    content_hash: str
+    kind: str
+    event_time: datetime
+    payload: dict[str, Any]
+    event_type: str | None = None
+    run_id: str | None = None
+    job_namespace: str | None = None
+    job_name: str | None = None
+    producer: str | None = None
+
+
+async def store_raw_event(session: AsyncSession, event: RawEvent, now: datetime) -> int | None:
+    """The new row's id, or None when the very same event was stored before."""
+    statement = (
+        insert(session, LineageEvent)
+        .values(
+            content_hash=event.content_hash,
+            kind=event.kind,
+            event_type=event.event_type,
+            event_time=event.event_time,
+            run_id=event.run_id,
+            job_namespace=event.job_namespace,
+            job_name=event.job_name,
+            producer=event.producer,
+            received_at=now,
+            payload=event.payload,
+        )
+        .on_conflict_do_nothing(index_elements=["content_hash"])
+        .returning(LineageEvent.id)
+    )
+    event_id: int | None = (await session.execute(statement)).scalar_one_or_none()
+    return event_id
+
+
+async def count_raw_events(session: AsyncSession) -> int:
+    return (await session.execute(select(func.count()).select_from(LineageEvent))).scalar_one()
+
+
+async def iter_raw_events(session: AsyncSession, batch_size: int = 500) -> AsyncIterator[list[LineageEvent]]:
+    """All stored events in (event time, id) order, a batch at a time."""
+    last: tuple[datetime, int] | None = None
+    while True:
+        statement = select(LineageEvent).order_by(LineageEvent.event_time, LineageEvent.id).limit(batch_size)
+        if last is not None:
+            statement = statement.where(
+                (LineageEvent.event_time > last[0])
+                | ((LineageEvent.event_time == last[0]) & (LineageEvent.id > last[1]))
+            )
+        rows = list((await session.scalars(statement)).all())
+        if not rows:
+            return
+        yield rows
+        last = (rows[-1].event_time, rows[-1].id)
