@@ -212,3 +212,114 @@ class LineageEvent(Base):
     producer: Mapped[str | None] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     payload: Mapped[dict[str, Any]] = mapped_column(Json)
+
+
+SEVERITIES = ("warn", "error")
+POLICY_KINDS = ("max_age", "cron", "auto")
+HEALTH_STATUSES = ("FRESH", "STALE", "AT_RISK", "FAILED", "UNKNOWN")
+ALERT_KINDS = ("stale", "failed")
+
+
+class FreshnessPolicy(Base):
+    """How fresh an asset must be: attached to one asset, or to every asset a selector matches."""
+
+    __tablename__ = "freshness_policies"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {POLICY_KINDS!r}", name="kind"),
+        CheckConstraint(f"severity IN {SEVERITIES!r}", name="severity"),
+    )
+
+    id: Mapped[int] = mapped_column(Identifier, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    asset_id: Mapped[int | None] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"), unique=True)
+    selector: Mapped[dict[str, Any] | None] = mapped_column(Json)
+    kind: Mapped[str] = mapped_column(String(16))
+    max_age_seconds: Mapped[int | None] = mapped_column()
+    cron: Mapped[str | None] = mapped_column(String(100))
+    timezone: Mapped[str] = mapped_column(String(64))
+    severity: Mapped[str] = mapped_column(String(8))
+    tolerance: Mapped[float | None] = mapped_column()
+    min_history: Mapped[int | None] = mapped_column()
+    source: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AssetHealth(Base):
+    """The latest sweep's verdict on an asset; rewritten only when the verdict changes."""
+
+    __tablename__ = "asset_health"
+    __table_args__ = (
+        CheckConstraint(f"status IN {HEALTH_STATUSES!r}", name="status"),
+        Index(None, "status", "asset_id"),
+    )
+
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16))
+    policy_id: Mapped[int | None] = mapped_column(ForeignKey("freshness_policies.id", ondelete="SET NULL"))
+    expected_interval_seconds: Mapped[float | None] = mapped_column()
+    cause_asset_id: Mapped[int | None] = mapped_column(ForeignKey("assets.id", ondelete="SET NULL"))
+    since: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    __table_args__ = (
+        CheckConstraint(f"kind IN {ALERT_KINDS!r}", name="kind"),
+        CheckConstraint(f"severity IN {SEVERITIES!r}", name="severity"),
+        # One open alert per asset and kind: a repeated sweep can never open a second one.
+        Index(
+            "uq_alerts_open",
+            "asset_id",
+            "kind",
+            unique=True,
+            sqlite_where=text("resolved_at IS NULL"),
+            postgresql_where=text("resolved_at IS NULL"),
+        ),
+        Index(None, "opened_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Identifier, primary_key=True)
+    asset_id: Mapped[int] = mapped_column(ForeignKey("assets.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    severity: Mapped[str] = mapped_column(String(8))
+    policy_id: Mapped[int | None] = mapped_column(ForeignKey("freshness_policies.id", ondelete="SET NULL"))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(255))
+    details: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+
+
+class AlertDelivery(Base):
+    """One notification of one alert event to one notifier: an outbox row, delivered once."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        UniqueConstraint("alert_id", "notifier", "event"),
+        Index(None, "delivered_at", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Identifier, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"))
+    notifier: Mapped[str] = mapped_column(String(100))
+    event: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class MonitorRun(Base):
+    __tablename__ = "monitor_runs"
+    __table_args__ = (Index(None, "monitor", "started_at"),)
+
+    id: Mapped[int] = mapped_column(Identifier, primary_key=True)
+    monitor: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    assets_checked: Mapped[int] = mapped_column(default=0)
+    alerts_opened: Mapped[int] = mapped_column(default=0)
+    alerts_resolved: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)

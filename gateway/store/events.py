@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.orm import LineageEvent
+from gateway.orm import Asset, AssetAlias, ColumnLineage, Job, LineageEdge, LineageEvent, Run, RunAsset
 from gateway.store.sql import insert
 
 
@@ -69,3 +69,9 @@ async def iter_raw_events(session: AsyncSession, batch_size: int = 500) -> Async
             return
         yield rows
         last = (rows[-1].event_time, rows[-1].id)
+
+
+async def clear_derived_state(session: AsyncSession) -> None:
+    """Delete everything derived from events (assets, jobs, runs, lineage); the raw log stays."""
+    for table in (ColumnLineage, LineageEdge, RunAsset, AssetAlias, Asset, Run, Job):
+        await session.execute(delete(table))

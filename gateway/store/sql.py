@@ -66,3 +66,10 @@ def json_merge(session: AsyncSession, base: Any, overlay: Any) -> ColumnElement[
     if dialect_name(session) == "postgresql":
         return base.op("||")(overlay)  # type: ignore[no-any-return]
     return func.json_patch(base, overlay)
+
+
+def epoch_seconds(session: AsyncSession, column: Any) -> ColumnElement[float]:
+    """Seconds since 1970 of a stored time, as a number (for interval arithmetic on both dialects)."""
+    if dialect_name(session) == "postgresql":
+        return func.extract("epoch", column)  # type: ignore[return-value]
+    return (func.julianday(column) - 2440587.5) * 86400.0
