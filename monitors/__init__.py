@@ -1,0 +1,1 @@
+"""Freshness monitors: policies, the scheduled stale-asset sweep, alert notifications."""
