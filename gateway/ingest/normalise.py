@@ -81,12 +81,18 @@ def describe(dataset: Dataset) -> AssetDescription:
     own_key = dataset_key(dataset)
     identifiers = facets.symlinks.identifiers if facets.symlinks and facets.symlinks.identifiers else []
     symlinks = sorted(
-        (identifier.type.upper(), join_key(identifier.namespace, identifier.name)) for identifier in identifiers
+        (
+            identifier.type.upper(),
+            join_key(identifier.namespace, identifier.name),
+            identifier.namespace,
+            identifier.name,
+        )
+        for identifier in identifiers
     )
-    tables = [key for kind, key in symlinks if kind == "TABLE"]
+    tables = [(key, namespace, name) for kind, key, namespace, name in symlinks if kind == "TABLE"]
     # The table is the lasting identity of a file-backed dataset, whichever producer saw it first.
-    key = tables[0] if tables else own_key
-    aliases = tuple(sorted({own_key, *(alias for _, alias in symlinks)} - {key}))
+    key, namespace, name = tables[0] if tables else (own_key, dataset.namespace, dataset.name)
+    aliases = tuple(sorted({own_key, *(alias for _, alias, _, _ in symlinks)} - {key}))
     owners = [owner.name for owner in facets.ownership.owners] if facets.ownership and facets.ownership.owners else None
     tags = None
     if facets.tags and facets.tags.tags:
@@ -96,6 +102,8 @@ def describe(dataset: Dataset) -> AssetDescription:
         fields = [field.model_dump(mode="json", exclude_none=True) for field in facets.schema_.fields]
     return AssetDescription(
         key=key,
+        namespace=namespace,
+        name=name,
         type=_type(dataset),
         description=facets.documentation.description if facets.documentation else None,
         owners=owners,

@@ -28,6 +28,8 @@ class AssetDescription:
     """What one event says about one dataset; None means the event says nothing about it."""
 
     key: str
+    namespace: str | None = None
+    name: str | None = None
     type: str | None = None
     description: str | None = None
     owners: Sequence[str] | None = None
@@ -107,10 +109,12 @@ async def _upsert_description(
 ) -> None:
     parts = split_key(key)
     given = description.given()
+    named = key == description.key and description.namespace and description.name
     values = {
         "key": key,
-        "namespace": parts.namespace,
-        "name": parts.name,
+        # The producer's own (namespace, name) beats splitting the key: `duckdb:///a/b.db` + `s.t` is ambiguous.
+        "namespace": description.namespace if named else parts.namespace,
+        "name": description.name if named else parts.name,
         "owners": [],
         "tags": [],
         "metadata": {},

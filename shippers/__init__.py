@@ -1,0 +1,1 @@
+"""AssetShippers: incremental, resumable exports to other catalogs."""

@@ -1,0 +1,1 @@
+select customer_id, name as customer_name from {{ source('seeds', 'raw_customers') }}
