@@ -1,27 +1,59 @@
-"""asset-gateway: serve | migrate | schema | demo."""
+"""asset-gateway: serve | migrate | ingest | reindex | schema | demo."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import click
-from pydantic import ValidationError
+import yaml
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from gateway.database import Database
 from gateway.migrate import migrate
 from gateway.settings import Settings, load_settings
 
+T = TypeVar("T")
+
 
 def _settings(ctx: click.Context, **overrides: Any) -> Settings:
     try:
-        return load_settings(ctx.obj.get("config"), database_url=ctx.obj.get("database_url"), **overrides)
-    except (ValidationError, FileNotFoundError) as error:
+        settings = load_settings(ctx.obj.get("config"), database_url=ctx.obj.get("database_url"), **overrides)
+        # A URL with the right scheme may still not parse (a port that is no number, say).
+        make_url(settings.resolved_database_url)
+    except TypeError as error:
+        # pydantic-settings' way of saying that the YAML file holds no mapping of names to values.
+        raise click.UsageError(f"invalid settings: the config file must be a YAML mapping ({error})") from error
+    # ValidationError is a ValueError.
+    except (ValueError, OSError, ArgumentError, yaml.YAMLError) as error:
         raise click.UsageError(f"invalid settings: {error}") from error
+    return settings
+
+
+def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Runs `work` on a fresh Database; an unreachable or unusable database is an error message, not a traceback."""
+
+    async def run() -> T:
+        db = Database(settings)
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(run())
+    except (OSError, SQLAlchemyError) as error:
+        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise click.ClickException(f"cannot use the database {Database.describe(settings)}: {detail}") from error
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 @click.group()
@@ -37,7 +69,7 @@ def main(ctx: click.Context, config: Path | None, database_url: str | None) -> N
 @main.command()
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to bind (default 4000).")
-@click.option("--log-level", default=None, type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option("--log-level", default=None, type=click.Choice(LOG_LEVELS))
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None, log_level: str | None) -> None:
     """Serve GraphQL at /graphql (migrating the embedded SQLite database first)."""
@@ -46,12 +78,18 @@ def serve(ctx: click.Context, host: str | None, port: int | None, log_level: str
     from gateway.app import create_app
 
     settings = _settings(ctx, host=host, port=port, log_level=log_level)
+    if settings.log_level.lower() not in LOG_LEVELS:
+        raise click.UsageError(f"invalid settings: log_level must be one of {', '.join(LOG_LEVELS)}")
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        app = create_app(settings)
+    except OSError as error:
+        raise click.ClickException(f"cannot use the database {Database.describe(settings)}: {error}") from error
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
-        log_level=settings.log_level,
+        log_level=settings.log_level.lower(),
         proxy_headers=False,
         server_header=False,
     )
@@ -63,23 +101,20 @@ def migrate_command(ctx: click.Context) -> None:
     """Bring the database schema up to date."""
     settings = _settings(ctx)
 
-    async def run() -> None:
-        db = Database(settings)
-        try:
-            await migrate(db.engine)
-        finally:
-            await db.dispose()
+    async def run(db: Database) -> None:
+        await migrate(db.engine)
 
-    asyncio.run(run())
+    _with_database(settings, run)
     click.echo(f"migrated {Database.describe(settings)}")
 
 
 @main.command()
-def schema() -> None:
+@click.pass_context
+def schema(ctx: click.Context) -> None:
     """Print the GraphQL SDL (a federation v2 subgraph)."""
     from schema import build_schema
 
-    click.echo(build_schema().as_str())
+    click.echo(build_schema(_settings(ctx)).as_str())
 
 
 @main.command()
@@ -91,17 +126,13 @@ def demo(ctx: click.Context, days: int) -> None:
 
     settings = _settings(ctx)
 
-    async def run() -> int:
-        db = Database(settings)
-        try:
-            if settings.should_auto_migrate:
-                await migrate(db.engine)
-            async with db.transaction() as session:
-                return await load_demo(session, datetime.now(UTC), days)
-        finally:
-            await db.dispose()
+    async def run(db: Database) -> int:
+        if settings.should_auto_migrate:
+            await migrate(db.engine)
+        async with db.transaction() as session:
+            return await load_demo(session, datetime.now(UTC), days)
 
-    runs = asyncio.run(run())
+    runs = _with_database(settings, run)
     click.echo(f"loaded {len(ASSETS)} assets and {runs} executions into {Database.describe(settings)}")
 
 

@@ -2,32 +2,62 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.federation.schema import FederationAny
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionResult, Info
 
+from gateway.errors import InvalidInput
 from gateway.settings import Settings
-from schema.errors import ErrorCodes, log_errors
+from schema.errors import ErrorCodes, code_errors, log_errors
 from schema.mutations import Mutation
 from schema.queries import Query
+from schema.strings import StorableStrings, variables_error
 from schema.types.asset import Asset
 from schema.types.execution import Execution
 from schema.types.job import Job
+
+ENTITIES: list[type] = [Asset, Execution, Job]
+ENTITY_TYPES = tuple(entity.__strawberry_definition__.name for entity in ENTITIES)  # type: ignore[attr-defined]
 
 
 class GatewaySchema(strawberry.federation.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
         # Clients' mistakes are answered, not logged as server errors.
         log_errors(errors)
+
+    async def execute(self, *args: Any, **kwargs: Any) -> ExecutionResult:
+        variables = kwargs.get("variable_values", args[1] if len(args) > 1 else None)
+        if isinstance(variables, Mapping) and (error := variables_error(variables)) is not None:
+            return ExecutionResult(data=None, errors=[error])
+        result = await super().execute(*args, **kwargs)
+        # Errors raised while an extension parses (ParserCache, MaxTokensLimiter: syntax errors, the token
+        # limit) leave Strawberry outside the operation hook where ErrorCodes works: code them here too.
+        if result.errors:
+            result.errors = code_errors(result.errors)
+        return result
+
+    def entities_resolver(self, info: Info, representations: list[FederationAny]) -> list[FederationAny]:
+        # A representation naming no entity type is the client's mistake, not a KeyError of ours.
+        for index, representation in enumerate(representations):
+            type_name = representation.get("__typename") if isinstance(representation, Mapping) else None
+            if type_name not in ENTITY_TYPES:
+                raise InvalidInput(
+                    f"representation {index} must have a __typename of {', '.join(ENTITY_TYPES)}, got {type_name!r}"
+                )
+        return super().entities_resolver(info, representations)
 
 
 def build_schema(settings: Settings | None = None) -> GatewaySchema:
@@ -40,11 +70,12 @@ def build_schema(settings: Settings | None = None) -> GatewaySchema:
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
         lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
+        lambda: AddValidationRules([StorableStrings]),
     ]
     return GatewaySchema(
         query=Query,
         mutation=Mutation,
-        types=[Asset, Execution, Job],
+        types=ENTITIES,
         extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True),
     )

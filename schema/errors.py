@@ -13,6 +13,7 @@ from gateway.errors import GatewayError
 logger = logging.getLogger("gateway.graphql")
 
 INTERNAL = "INTERNAL_SERVER_ERROR"
+MASKED_MESSAGE = "Unexpected error."
 _USER_MESSAGES = ("Variable '$", "Argument '", "Expected value of type", "Int cannot", "String cannot")
 
 
@@ -32,21 +33,38 @@ def classify(error: GraphQLError) -> str | None:
     return None
 
 
+def mask(error: GraphQLError) -> GraphQLError:
+    """The same position and path, none of the detail."""
+    return GraphQLError(
+        message=MASKED_MESSAGE,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+    )
+
+
+def code_errors(errors: list[GraphQLError]) -> list[GraphQLError]:
+    """Codes every error and masks ours. Idempotent: coding a coded list changes nothing."""
+    processed: list[GraphQLError] = []
+    for error in errors:
+        code = classify(error)
+        if code is None:
+            processed.append(_with_code(mask(error), INTERNAL))
+        else:
+            processed.append(_with_code(error, code))
+    return processed
+
+
 class ErrorCodes(MaskErrors):
     """MaskErrors that keeps clients' mistakes readable and codes every error."""
 
     def __init__(self) -> None:
-        super().__init__(error_message="Unexpected error.")
+        super().__init__(error_message=MASKED_MESSAGE)
 
     def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
-        processed: list[GraphQLError] = []
-        for error in errors:
-            code = classify(error)
-            if code is None:
-                processed.append(_with_code(self.anonymise_error(error), INTERNAL))
-            else:
-                processed.append(_with_code(error, code))
-        return processed
+        return code_errors(errors)
 
 
 def _with_code(error: GraphQLError, code: str) -> GraphQLError:

@@ -82,8 +82,9 @@ class AssetInput:
     aliases: list[str] | None = None
 
     def to_spec(self) -> AssetSpec:
+        key = self.key.strip()
         return AssetSpec(
-            key=self.key.strip(),
+            key=key,
             namespace=self.namespace,
             name=self.name,
             type=self.type,
@@ -94,7 +95,8 @@ class AssetInput:
             metadata=_json_object(self.metadata, "metadata"),
             fields=[_field(field) for field in self.schema] if self.schema is not None else None,
             upstream_keys=self.upstream,
-            aliases=tuple(self.aliases or ()),
+            # An asset's own key is no alias of it (stored as one, it would block re-declaring the asset).
+            aliases=tuple(alias for alias in self.aliases or () if alias != key),
         )
 
 

@@ -45,7 +45,9 @@ class Mutation:
             row = await assets.read_asset_by_key(session, key)
             if row is None:
                 raise NotFound(f"no asset with key {key!r}")
-            await assets.add_aliases(session, row.id, aliases, "api", info.context.now())
+            # An asset's own key is no alias of it (stored as one, it would block re-declaring the asset).
+            others = [alias for alias in aliases if alias != row.key]
+            await assets.add_aliases(session, row.id, others, "api", info.context.now())
         return Asset.from_row(row)
 
     @strawberry.mutation(description="Record what an execution did: its job, state, inputs and outputs.")

@@ -6,10 +6,9 @@ create their own database beside it. Under CI=true a Postgres that cannot be rea
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -47,7 +46,7 @@ async def postgres_url() -> AsyncIterator[str]:
         async with engine.connect() as connection:
             await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
             await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncio.TimeoutError) as error:
+    except (TimeoutError, OSError) as error:
         await engine.dispose()
         _unavailable(f"{type(error).__name__}: {error}")
     except Exception as error:  # asyncpg's own errors (auth, missing database) land here
@@ -121,5 +120,5 @@ async def client(app: Starlette) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def now() -> Iterator[datetime]:
-    yield NOW
+def now() -> datetime:
+    return NOW

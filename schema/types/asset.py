@@ -11,7 +11,7 @@ from strawberry.scalars import JSON
 from gateway import orm
 from gateway.store import lineage, runs
 from schema.context import Info
-from schema.types.common import Connection, Role, RunState, as_json, connection_edges, page_size
+from schema.types.common import Connection, Role, RunState, as_json, connection_edges, page_size, reference_field
 from schema.types.execution import Execution
 from schema.types.job import Job
 
@@ -96,8 +96,8 @@ class Asset:
         )
 
     @classmethod
-    async def resolve_reference(cls, info: Info, key: str, **_: Any) -> Asset | None:
-        row = await info.context.loaders.asset_by_key.load(key)
+    async def resolve_reference(cls, info: Info, key: Any = None, **_: Any) -> Asset | None:
+        row = await info.context.loaders.asset_by_key.load(reference_field(key, "Asset", "key"))
         return None if row is None else cls.from_row(row)
 
     @strawberry.field(name="schema", description="The asset's fields, as producers last reported them.")

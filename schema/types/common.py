@@ -75,12 +75,23 @@ def as_utc(moment: datetime | None) -> datetime | None:
     """Times without a zone are read as UTC, as OpenLineage producers mean them."""
     if moment is None:
         return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError as error:
+        # 9999-12-31T23:00:00-05:00 is a fine DateTime literal, but past the last moment UTC can name.
+        raise InvalidInput(f"time {moment.isoformat()} is out of range in UTC") from error
 
 
 def require_utc(moment: datetime) -> datetime:
     value = as_utc(moment)
     assert value is not None
+    return value
+
+
+def reference_field(value: Any, typename: str, field: str) -> str:
+    """A key field of a federation representation, which the client may have left out or mistyped."""
+    if not isinstance(value, str):
+        raise InvalidInput(f"a representation of {typename} needs the string field {field!r}")
     return value
 
 

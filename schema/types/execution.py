@@ -10,7 +10,7 @@ from strawberry.scalars import JSON
 
 from gateway import orm
 from schema.context import Info
-from schema.types.common import Role, RunState, as_json
+from schema.types.common import Role, RunState, as_json, reference_field
 from schema.types.job import Job
 
 if TYPE_CHECKING:
@@ -66,8 +66,8 @@ class Execution:
         )
 
     @classmethod
-    async def resolve_reference(cls, info: Info, runId: str, **_: Any) -> Execution | None:
-        row = await info.context.loaders.run_by_run_id.load(runId)
+    async def resolve_reference(cls, info: Info, runId: Any = None, **_: Any) -> Execution | None:
+        row = await info.context.loaders.run_by_run_id.load(reference_field(runId, "Execution", "runId"))
         return None if row is None else cls.from_row(row)
 
     @strawberry.field

@@ -10,7 +10,7 @@ from strawberry.scalars import JSON
 from gateway import orm
 from gateway.store import runs
 from schema.context import Info
-from schema.types.common import Connection, as_json, connection_edges, page_size
+from schema.types.common import Connection, as_json, connection_edges, page_size, reference_field
 
 if TYPE_CHECKING:
     from schema.types.execution import Execution
@@ -41,8 +41,9 @@ class Job:
         )
 
     @classmethod
-    async def resolve_reference(cls, info: Info, namespace: str, name: str, **_: Any) -> Job | None:
-        row = await info.context.loaders.job_by_name.load((namespace, name))
+    async def resolve_reference(cls, info: Info, namespace: Any = None, name: Any = None, **_: Any) -> Job | None:
+        job = (reference_field(namespace, "Job", "namespace"), reference_field(name, "Job", "name"))
+        row = await info.context.loaders.job_by_name.load(job)
         return None if row is None else cls.from_row(row)
 
     @strawberry.field(description="The execution of this job with the latest event.")
