@@ -17,6 +17,8 @@ from gateway.database import Database
 from gateway.ingest.http import post_lineage
 from gateway.migrate import current_revision, head_revision, migrate
 from gateway.settings import Settings, load_settings
+from monitors.freshness import monitor_from_settings
+from monitors.scheduler import LeaderLock, ScheduledJob, Scheduler
 from schema import build_schema
 from schema.http import GatewayGraphQL
 
@@ -49,16 +51,23 @@ async def root(_: Request) -> Response:
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
     db = Database(settings)
-    graphql = GatewayGraphQL(build_schema(settings), db, settings)
+    monitor = monitor_from_settings(db, settings)
+    graphql = GatewayGraphQL(build_schema(settings), db, settings, {monitor.name: monitor})
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if settings.should_auto_migrate:
             await migrate(db.engine)
         logger.info("asset-gateway %s serving %s", __version__, db.engine.url.render_as_string(hide_password=True))
+        scheduler = Scheduler(LeaderLock(settings))
+        if settings.scheduler_enabled:
+            scheduler.add(ScheduledJob(monitor.name, monitor.run, interval_seconds=settings.monitor_interval_seconds))
+            scheduler.start()
         try:
             yield
         finally:
+            await scheduler.shutdown()
+            await monitor.aclose()
             await db.dispose()
 
     app = Starlette(
@@ -73,5 +82,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.db = db
+    app.state.monitor = monitor
     app.state.settings = settings
     return app

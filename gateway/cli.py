@@ -85,6 +85,8 @@ def serve(ctx: click.Context, host: str | None, port: int | None, log_level: str
         app = create_app(settings)
     except OSError as error:
         raise click.ClickException(f"cannot use the database {Database.describe(settings)}: {error}") from error
+    except ValueError as error:
+        raise click.UsageError(f"invalid monitor settings: {error}") from error
     uvicorn.run(
         app,
         host=settings.host,
@@ -106,6 +108,70 @@ def migrate_command(ctx: click.Context) -> None:
 
     _with_database(settings, run)
     click.echo(f"migrated {Database.describe(settings)}")
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--batch-size", default=500, show_default=True, type=click.IntRange(1, 10_000), help="Events per transaction."
+)
+@click.pass_context
+def ingest(ctx: click.Context, paths: tuple[Path, ...], batch_size: int) -> None:
+    """Ingest OpenLineage events from .json / .ndjson files and folders (the endpoint's code path)."""
+    from gateway.ingest.files import SourceDocument, event_files, read_documents
+    from gateway.ingest.service import IngestReport, ingest_documents
+
+    settings = _settings(ctx)
+    files = event_files(paths)
+    documents: list[SourceDocument] = []
+    for path in files:
+        try:
+            documents.extend(read_documents(path))
+        except (ValueError, OSError) as error:
+            raise click.ClickException(str(error)) from None
+    reasons: list[str] = []
+
+    async def run(db: Database) -> IngestReport:
+        total = IngestReport()
+        if settings.should_auto_migrate:
+            await migrate(db.engine)
+        with click.progressbar(length=len(documents), label="ingesting", file=sys.stderr) as bar:
+            for start in range(0, len(documents), batch_size):
+                chunk = documents[start : start + batch_size]
+                report = await ingest_documents(db, [item.document for item in chunk], datetime.now(UTC))
+                total.accepted += report.accepted
+                total.duplicates += report.duplicates
+                total.rejected.extend(report.rejected)
+                reasons.extend(f"{chunk[r.index].source}: {r.error}" for r in report.rejected)
+                bar.update(len(chunk))
+        return total
+
+    report = _with_database(settings, run)
+    click.echo(
+        f"{len(files)} files, {len(documents)} events: {report.accepted} accepted, "
+        f"{report.duplicates} duplicates, {len(report.rejected)} rejected"
+    )
+    for reason in reasons:
+        click.echo(f"  rejected {reason}")
+    if reasons:
+        sys.exit(1)
+
+
+@main.command()
+@click.pass_context
+def reindex(ctx: click.Context) -> None:
+    """Rebuild assets, jobs, runs and lineage from the stored event log, in one transaction."""
+    from gateway.ingest.replay import replay_all
+
+    settings = _settings(ctx)
+
+    async def run(db: Database) -> int:
+        if settings.should_auto_migrate:
+            await migrate(db.engine)
+        return await replay_all(db, datetime.now(UTC))
+
+    replayed = _with_database(settings, run)
+    click.echo(f"replayed {replayed} events into {Database.describe(settings)}")
 
 
 @main.command()
@@ -134,6 +200,41 @@ def demo(ctx: click.Context, days: int) -> None:
 
     runs = _with_database(settings, run)
     click.echo(f"loaded {len(ASSETS)} assets and {runs} executions into {Database.describe(settings)}")
+
+
+@main.group()
+def monitor() -> None:
+    """Freshness monitors."""
+
+
+@monitor.command("run")
+@click.pass_context
+def monitor_run(ctx: click.Context) -> None:
+    """Run one freshness sweep now (policies and notifiers from the settings) and report it."""
+    from monitors.freshness import monitor_from_settings
+
+    settings = _settings(ctx.find_root())
+    try:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+
+        async def run(db: Database) -> str:
+            if settings.should_auto_migrate:
+                await migrate(db.engine)
+            freshness = monitor_from_settings(db, settings)
+            try:
+                record = await freshness.run()
+            finally:
+                await freshness.aclose()
+            if record.error:
+                raise click.ClickException(f"the sweep failed: {record.error}")
+            return (
+                f"checked {record.assets_checked} assets: {record.alerts_opened} alerts opened, "
+                f"{record.alerts_resolved} resolved"
+            )
+
+        click.echo(_with_database(settings, run))
+    except ValueError as error:
+        raise click.UsageError(f"invalid monitor settings: {error}") from error
 
 
 if __name__ == "__main__":

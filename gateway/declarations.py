@@ -15,10 +15,11 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.errors import NotFound
-from gateway.orm import Asset, Run
+from gateway.orm import Asset, FreshnessPolicy, Run
 from gateway.store.assets import AssetSpec, add_aliases, read_asset_by_key, soft_delete_asset, upsert_asset
 from gateway.store.events import RawEvent, store_raw_event
 from gateway.store.executions import DatasetTouch, ExecutionRecord, ParentRef, record_execution
+from gateway.store.policies import PolicySpec, delete_policy, upsert_policy
 
 PRODUCER = "urn:asset-gateway:api"
 
@@ -86,7 +87,8 @@ async def _apply_aliases(session: AsyncSession, payload: dict[str, Any], now: da
     asset = await read_asset_by_key(session, payload["key"])
     if asset is None:
         raise NotFound(f"no asset with key {payload['key']!r}")
-    await add_aliases(session, asset.id, payload["aliases"], "api", now)
+    # An asset's own key is no alias of it (stored as one, it would block re-declaring the asset).
+    await add_aliases(session, asset.id, [alias for alias in payload["aliases"] if alias != asset.key], "api", now)
     return asset
 
 
@@ -131,3 +133,29 @@ async def declare_aliases(session: AsyncSession, key: str, aliases: list[str], n
     asset = await _apply_aliases(session, payload, now)
     await _log(session, "api.aliases", payload, now)
     return asset
+
+
+async def _apply_policy(session: AsyncSession, payload: dict[str, Any], now: datetime) -> FreshnessPolicy:
+    return await upsert_policy(session, PolicySpec(**payload["spec"]), now)
+
+
+async def _apply_policy_deletion(session: AsyncSession, payload: dict[str, Any], now: datetime) -> bool:
+    return await delete_policy(session, payload["name"])
+
+
+APPLIERS["api.policy"] = _apply_policy
+APPLIERS["api.policy_deletion"] = _apply_policy_deletion
+
+
+async def declare_policy(session: AsyncSession, spec: PolicySpec, now: datetime) -> FreshnessPolicy:
+    payload = {"spec": dataclasses.asdict(spec)}
+    policy = await _apply_policy(session, payload, now)
+    await _log(session, "api.policy", payload, now)
+    return policy
+
+
+async def remove_policy(session: AsyncSession, name: str, now: datetime) -> bool:
+    payload = {"name": name}
+    removed = await _apply_policy_deletion(session, payload, now)
+    await _log(session, "api.policy_deletion", payload, now)
+    return removed

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, MetaData, String, Text, UniqueConstraint, text
+from sqlalchemy import CheckConstraint, ForeignKey, Index, MetaData, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from gateway.types import Identifier, Json, SortableString, UTCDateTime
@@ -64,7 +64,11 @@ class Run(Base):
     # The time of the event whose state won; ties in state rank go to the later one.
     state_time: Mapped[datetime] = mapped_column(UTCDateTime)
     facets: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    # Event time at which each facet was last set: the newest event wins each facet, in any arrival order.
+    facet_times: Mapped[dict[str, str]] = mapped_column(Json, default=dict)
     error_message: Mapped[str | None] = mapped_column(Text)
+    # Known only as some run's parent: its times do not count once its own events arrive.
+    placeholder: Mapped[bool] = mapped_column(default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -135,6 +139,7 @@ class RunAsset(Base):
     role: Mapped[str] = mapped_column(String(8))
     event_time: Mapped[datetime] = mapped_column(UTCDateTime)
     facets: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    facet_times: Mapped[dict[str, str]] = mapped_column(Json, default=dict)
 
 
 class LineageEdge(Base):

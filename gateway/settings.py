@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     log_level: str = "info"
 
     graphiql: bool = True
+    scheduler_enabled: bool = True
+    monitor_interval_seconds: float = Field(default=60.0, ge=1)
+    notification_max_attempts: int = Field(default=5, ge=1, le=100)
+    freshness_policies: list[dict[str, Any]] = Field(default_factory=list)
+    notifiers: list[dict[str, Any]] = Field(default_factory=list)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_batch_events: int = Field(default=10_000, ge=1)
     max_page_size: int = Field(default=500, ge=1, le=500)

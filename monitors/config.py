@@ -58,6 +58,14 @@ class PolicyConfig(BaseModel):
     def _timezone(cls, value: str) -> str:
         return check_timezone(value)
 
+    @field_validator("max_age", mode="before")
+    @classmethod
+    def _max_age(cls, value: object) -> object:
+        # YAML reads `max_age: yes` as true, which would otherwise become a maximum age of 1 s.
+        if isinstance(value, bool):
+            raise ValueError("max_age must be a duration such as 24h, 90m or PT90M, not a boolean")
+        return value
+
     @field_validator("cron")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
@@ -70,6 +78,11 @@ class PolicyConfig(BaseModel):
             raise ValueError(f"policy {self.name!r} needs exactly one of max_age, cron or auto: true")
         if (self.asset is None) == (self.selector is None):
             raise ValueError(f"policy {self.name!r} needs exactly one of asset or selector")
+        if self.selector is not None and not self.selector.as_dict():
+            raise ValueError(
+                f"policy {self.name!r} has an empty selector; name at least one of "
+                "namespace_prefix, type, tag, owner, key_glob (key_glob: '*' for every asset)"
+            )
         if self.max_age is not None:
             parse_duration(self.max_age)
         return self
@@ -112,11 +125,15 @@ class NotifierConfig(BaseModel):
         return self
 
 
+def _repeated(names: list[str]) -> str:
+    return ", ".join(repr(name) for name in sorted({name for name in names if names.count(name) > 1}))
+
+
 def parse_policies(raw: list[dict[str, Any]]) -> list[PolicyConfig]:
     policies = [PolicyConfig.model_validate(item) for item in raw]
     names = [policy.name for policy in policies]
     if len(names) != len(set(names)):
-        raise ValueError("freshness policy names must be unique")
+        raise ValueError(f"freshness policy names must be unique; repeated: {_repeated(names)}")
     return policies
 
 
@@ -124,5 +141,5 @@ def parse_notifiers(raw: list[dict[str, Any]]) -> list[NotifierConfig]:
     notifiers = [NotifierConfig.model_validate(item) for item in raw]
     names = [notifier.name for notifier in notifiers]
     if len(names) != len(set(names)):
-        raise ValueError("notifier names must be unique")
+        raise ValueError(f"notifier names must be unique; repeated: {_repeated(names)}")
     return notifiers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -9,6 +10,8 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 
 from gateway.orm import FreshnessPolicy
+
+logger = logging.getLogger("gateway.monitors")
 
 
 def last_cron_tick(expression: str, timezone: str, now: datetime) -> datetime:
@@ -29,5 +32,15 @@ def deadline(policy: FreshnessPolicy, now: datetime) -> datetime | None:
 
 
 def deadlines(policies: Sequence[FreshnessPolicy], now: datetime) -> dict[int, datetime]:
-    found = {policy.id: deadline(policy, now) for policy in policies}
-    return {policy_id: moment for policy_id, moment in found.items() if moment is not None}
+    """policy id -> deadline. A policy whose cron or time zone cannot be evaluated is left out (its
+    assets are judged UNKNOWN) instead of failing the sweep of every asset."""
+    found: dict[int, datetime] = {}
+    for policy in policies:
+        try:
+            moment = deadline(policy, now)
+        except Exception as error:
+            logger.error("freshness policy %r cannot be evaluated: %s: %s", policy.name, type(error).__name__, error)
+            continue
+        if moment is not None:
+            found[policy.id] = moment
+    return found

@@ -12,6 +12,8 @@ _ISO = re.compile(r"^P(?:(\d+)W)?(?:(\d+)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\
 
 def parse_duration(text: str | int | float) -> float:
     """Seconds, or ValueError saying what a duration looks like."""
+    if isinstance(text, bool):  # an int to Python, never a duration
+        raise ValueError(f"{text!r} is not a duration; write e.g. 24h, 90m, 1d12h, PT90M or a number of seconds")
     if isinstance(text, int | float):
         seconds = float(text)
     else:
@@ -21,7 +23,8 @@ def parse_duration(text: str | int | float) -> float:
             seconds = float(value)
         elif _SHORT.fullmatch(lowered):
             seconds = sum(float(amount) * _UNITS[unit] for amount, unit in _PART.findall(lowered))
-        elif (match := _ISO.fullmatch(value.upper())) and value.upper() not in ("P", "PT"):
+        # ISO 8601 wants a component after P, and after T when there is one.
+        elif (match := _ISO.fullmatch(value.upper())) and value.upper() != "P" and not value.upper().endswith("T"):
             weeks, days, hours, minutes, secs = (float(part) if part else 0.0 for part in match.groups())
             seconds = weeks * 604800 + days * 86400 + hours * 3600 + minutes * 60 + secs
         else:

@@ -13,13 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.database import Database, run_transaction
 from gateway.orm import Alert, AlertDelivery, Asset, FreshnessPolicy, MonitorRun
+from gateway.settings import Settings
 from gateway.store import alerts as alert_store
 from gateway.store.freshness import sweep
 from gateway.store.policies import list_policies, sync_config_policies
-from monitors.config import PolicyConfig
+from monitors.config import PolicyConfig, parse_notifiers, parse_policies
 from monitors.deadlines import deadlines
 from monitors.messages import build_message
-from monitors.notifiers import Notifier
+from monitors.notifiers import Notifier, build_notifiers
 
 logger = logging.getLogger("gateway.monitors")
 MONITOR_NAME = "freshness"
@@ -45,6 +46,7 @@ class FreshnessMonitor:
         self.config_policies = list(policies)
         self.notifiers = notifiers or {}
         self.max_attempts = max_attempts
+        self._policies_synced = False
 
     async def sync_policies(self, now: datetime) -> None:
         specs = [policy.to_spec("config") for policy in self.config_policies]
@@ -61,6 +63,9 @@ class FreshnessMonitor:
         async with self.db.transaction() as session:
             record = await alert_store.start_monitor_run(session, self.name, now)
         try:
+            if not self._policies_synced:
+                await self.sync_policies(now)
+                self._policies_synced = True
             opened, resolved, checked = await run_transaction(self.db, lambda session: self._sweep(session, now))
             record.assets_checked, record.alerts_opened, record.alerts_resolved = checked, opened, resolved
             await self.deliver(now)
@@ -140,9 +145,20 @@ class FreshnessMonitor:
             except Exception as failure:
                 error = f"{type(failure).__name__}: {failure}"
                 logger.warning("delivery to %s failed (attempt %d): %s", notifier.name, attempt + 1, error)
-                await asyncio.sleep(0.2 * 2**attempt)
+                if attempt + 1 < IMMEDIATE_RETRIES:  # after the last one, the next run retries
+                    await asyncio.sleep(0.2 * 2**attempt)
         return error
 
     async def aclose(self) -> None:
         for notifier in self.notifiers.values():
             await notifier.aclose()
+
+
+def monitor_from_settings(db: Database, settings: Settings) -> FreshnessMonitor:
+    """Raises ValueError (pydantic's ValidationError) naming the bad policy or notifier."""
+    return FreshnessMonitor(
+        db,
+        parse_policies(settings.freshness_policies),
+        build_notifiers(parse_notifiers(settings.notifiers)),
+        settings.notification_max_attempts,
+    )

@@ -31,8 +31,11 @@ def policy_terms(policy: FreshnessPolicy, health: AssetHealth | None) -> str:
     return f"its policy {policy.name!r} learns its cadence from its history"
 
 
-def explain(asset: Asset, policy: FreshnessPolicy | None, health: AssetHealth | None, now: datetime) -> str:
-    status = health.status if health else "UNKNOWN"
+def explain(
+    asset: Asset, policy: FreshnessPolicy | None, health: AssetHealth | None, now: datetime, status: str | None = None
+) -> str:
+    """Why the asset has its status, in one sentence."""
+    status = status or (health.status if health else "UNKNOWN")
     last = asset.last_materialized_at
     since = f"last updated {human_duration((now - last).total_seconds())} ago" if last else "never materialized"
     if status == "FAILED":
@@ -41,7 +44,7 @@ def explain(asset: Asset, policy: FreshnessPolicy | None, health: AssetHealth | 
         return f"an upstream asset is stale or failed; {since}"
     if policy is None:
         return f"no freshness policy applies; {since}"
-    verdict = "stale" if status == "STALE" else "fresh" if status == "FRESH" else "not yet judged"
+    verdict = {"STALE": "stale", "FRESH": "fresh"}.get(status, "not yet judged")
     return f"{verdict}: {since}; {policy_terms(policy, health)}"
 
 
@@ -98,11 +101,13 @@ def build_message(
     now: datetime,
 ) -> AlertMessage:
     if event == "resolved":
-        text = f"RESOLVED {asset.key} is {'fresh' if alert.kind == 'stale' else 'healthy'} again"
+        # Only the alert's own condition is known to have ended: a stale alert also resolves when the
+        # asset fails (a 'failed' alert opens) or is deleted, so "fresh again" would be a false claim.
+        text = f"RESOLVED {asset.key}: no longer {'stale' if alert.kind == 'stale' else 'failing'}"
     elif alert.kind == "failed":
-        text = f"FAILED {asset.key}: {explain(asset, policy, health, now)}"
+        text = f"FAILED {asset.key}: {explain(asset, policy, health, now, 'FAILED')}"
     else:
-        text = f"STALE {asset.key}: {explain(asset, policy, health, now)}"
+        text = f"STALE {asset.key}: {explain(asset, policy, health, now, 'STALE')}"
     return AlertMessage(
         event=event,
         alert_id=alert.id,

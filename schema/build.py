@@ -17,11 +17,13 @@ from strawberry.extensions import (
 )
 from strawberry.federation.schema import FederationAny
 from strawberry.schema.config import StrawberryConfig
+from strawberry.tools import merge_types
 from strawberry.types import ExecutionResult, Info
 
 from gateway.errors import InvalidInput
 from gateway.settings import Settings
 from schema.errors import ErrorCodes, code_errors, log_errors
+from schema.monitoring import MonitoringMutation, MonitoringQuery
 from schema.mutations import Mutation
 from schema.queries import Query
 from schema.strings import StorableStrings, variables_error
@@ -73,8 +75,8 @@ def build_schema(settings: Settings | None = None) -> GatewaySchema:
         lambda: AddValidationRules([StorableStrings]),
     ]
     return GatewaySchema(
-        query=Query,
-        mutation=Mutation,
+        query=merge_types("Query", (Query, MonitoringQuery)),
+        mutation=merge_types("Mutation", (Mutation, MonitoringMutation)),
         types=ENTITIES,
         extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True),

@@ -20,11 +20,21 @@ class Context:
     loaders: Loaders
     request: Any = None
     response: Any = None
+    monitors: dict[str, Any] = field(default_factory=dict)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @classmethod
-    def create(cls, db: Database, settings: Settings, request: Any = None, response: Any = None) -> Context:
-        return cls(db=db, settings=settings, loaders=Loaders(db), request=request, response=response)
+    def create(
+        cls,
+        db: Database,
+        settings: Settings,
+        request: Any = None,
+        response: Any = None,
+        monitors: dict[str, Any] | None = None,
+    ) -> Context:
+        return cls(
+            db=db, settings=settings, loaders=Loaders(db), request=request, response=response, monitors=monitors or {}
+        )
 
     def now(self) -> datetime:
         return datetime.now(UTC)

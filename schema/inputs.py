@@ -11,6 +11,7 @@ from strawberry.scalars import JSON
 from gateway.store.asset_filters import AssetFilter, MetadataMatch
 from gateway.store.assets import AssetSpec
 from schema.types.common import RunState, as_utc
+from schema.types.monitoring import AssetStatus
 
 
 @strawberry.input
@@ -31,6 +32,9 @@ class AssetFilterInput:
     tags: list[str] | None = strawberry.field(default=None, description="The asset carries every one of these.")
     metadata: list[MetadataMatchInput] | None = None
     last_status: list[RunState] | None = None
+    status: list[AssetStatus] | None = strawberry.field(
+        default=None, description="The latest freshness sweep's verdict: FRESH, STALE, AT_RISK, FAILED, UNKNOWN."
+    )
     updated_after: datetime | None = None
     updated_before: datetime | None = None
     materialized_after: datetime | None = None
@@ -49,6 +53,7 @@ class AssetFilterInput:
             tags=self.tags,
             metadata=tuple(MetadataMatch(match.key, match.value) for match in self.metadata or ()),
             last_statuses=[state.value for state in self.last_status] if self.last_status is not None else None,
+            health_statuses=[status.value for status in self.status] if self.status is not None else None,
             updated_after=as_utc(self.updated_after),
             updated_before=as_utc(self.updated_before),
             materialized_after=as_utc(self.materialized_after),

@@ -10,7 +10,7 @@ from strawberry.dataloader import DataLoader
 
 from gateway import orm
 from gateway.database import Database
-from gateway.store import assets, jobs, lineage, runs
+from gateway.store import alerts, assets, jobs, lineage, policies, runs
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -45,9 +45,35 @@ class Loaders:
         self.consumer_jobs_by_asset: DataLoader[int, list[int]] = _loader(db, _job_ids_by_role("input"), [])
         self.upstream_ids_by_asset: DataLoader[int, list[int]] = _loader(db, _neighbours(downstream=False), [])
         self.downstream_ids_by_asset: DataLoader[int, list[int]] = _loader(db, _neighbours(downstream=True), [])
+        self.health_by_asset: DataLoader[int, orm.AssetHealth | None] = _loader(db, alerts.read_health_by_asset_ids)
+        self.open_alerts_by_asset: DataLoader[int, list[orm.Alert]] = _loader(
+            db, alerts.read_open_alerts_by_asset_ids, []
+        )
+        self.alert_by_id: DataLoader[int, orm.Alert | None] = _loader(db, alerts.read_alerts_by_ids)
+        self.deliveries_by_alert: DataLoader[int, list[orm.AlertDelivery]] = _loader(
+            db, alerts.read_deliveries_by_alert_ids, []
+        )
+        self.policy_by_asset: DataLoader[int, orm.FreshnessPolicy | None] = _loader(db, self._governing_policies)
+        self._db = db
+        self._policies: list[orm.FreshnessPolicy] | None = None
         self.column_lineage_by_asset: DataLoader[int, list[orm.ColumnLineage]] = _loader(
             db, lineage.read_column_lineage_by_downstream_ids, []
         )
+
+    async def all_policies(self) -> list[orm.FreshnessPolicy]:
+        """Every policy, read once per request (there are few)."""
+        if self._policies is None:
+            async with self._db.session() as session:
+                self._policies = await policies.list_policies(session)
+        return self._policies
+
+    async def _governing_policies(
+        self, session: AsyncSession, asset_ids: list[int]
+    ) -> Mapping[int, orm.FreshnessPolicy | None]:
+        known = await self.all_policies()
+        by_id = {policy.id: policy for policy in known}
+        governing = await policies.governing_policy_ids(session, asset_ids, known)
+        return {asset_id: by_id.get(policy_id) if policy_id else None for asset_id, policy_id in governing.items()}
 
 
 def _job_ids_by_role(role: str) -> Callable[[AsyncSession, list[int]], Awaitable[Mapping[int, list[int]]]]:

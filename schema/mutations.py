@@ -5,9 +5,14 @@ from __future__ import annotations
 import uuid
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.errors import InvalidInput, NotFound
-from gateway.store import assets, executions
+from gateway import declarations
+from gateway.database import run_transaction
+from gateway.errors import InvalidInput
+from gateway.orm import Asset as AssetRow
+from gateway.orm import Run
+from gateway.store import executions
 from schema.context import Info
 from schema.inputs import AssetInput, ExecutionAssetInput, RecordExecutionInput
 from schema.types.asset import Asset
@@ -29,26 +34,30 @@ class Mutation:
     @strawberry.mutation(description="Create or update an asset from a declaration.")
     async def upsert_asset(self, info: Info, input: AssetInput) -> Asset:
         spec = input.to_spec()
-        async with info.context.db.transaction() as session:
-            row = await assets.upsert_asset(session, spec, info.context.now())
-        return Asset.from_row(row)
+        now = info.context.now()
+
+        async def work(session: AsyncSession) -> AssetRow:
+            return await declarations.declare_asset(session, spec, now)
+
+        return Asset.from_row(await run_transaction(info.context.db, work))
 
     @strawberry.mutation(description="Soft-delete an asset: hidden from the catalog and lineage, kept for history.")
     async def delete_asset(self, info: Info, key: str) -> Asset:
-        async with info.context.db.transaction() as session:
-            row = await assets.soft_delete_asset(session, key, info.context.now())
-        return Asset.from_row(row)
+        now = info.context.now()
+
+        async def work(session: AsyncSession) -> AssetRow:
+            return await declarations.delete_asset(session, key, now)
+
+        return Asset.from_row(await run_transaction(info.context.db, work))
 
     @strawberry.mutation(description="Map other identifiers (URNs, paths, symlinks) onto an asset.")
     async def add_asset_aliases(self, info: Info, key: str, aliases: list[str]) -> Asset:
-        async with info.context.db.transaction() as session:
-            row = await assets.read_asset_by_key(session, key)
-            if row is None:
-                raise NotFound(f"no asset with key {key!r}")
-            # An asset's own key is no alias of it (stored as one, it would block re-declaring the asset).
-            others = [alias for alias in aliases if alias != row.key]
-            await assets.add_aliases(session, row.id, others, "api", info.context.now())
-        return Asset.from_row(row)
+        now = info.context.now()
+
+        async def work(session: AsyncSession) -> AssetRow:
+            return await declarations.declare_aliases(session, key, aliases, now)
+
+        return Asset.from_row(await run_transaction(info.context.db, work))
 
     @strawberry.mutation(description="Record what an execution did: its job, state, inputs and outputs.")
     async def record_execution(self, info: Info, input: RecordExecutionInput) -> Execution:
@@ -74,9 +83,9 @@ class Mutation:
             facets=input.facets or {},
             error_message=input.error_message,
         )
-        declarations = [spec for item in (*input.inputs, *input.outputs) if (spec := item.declaration())]
-        async with info.context.db.transaction() as session:
-            for spec in declarations:
-                await assets.upsert_asset(session, spec, now)
-            run = await executions.record_execution(session, record, now)
-        return Execution.from_row(run)
+        specs = [spec for item in (*input.inputs, *input.outputs) if (spec := item.declaration())]
+
+        async def work(session: AsyncSession) -> Run:
+            return await declarations.declare_execution(session, record, specs, now)
+
+        return Execution.from_row(await run_transaction(info.context.db, work))

@@ -9,9 +9,7 @@ from gateway.demo import load_demo
 from tests.helpers import graphql_data
 
 
-async def test_catalog_answers_and_demo_lineage_reaches_sources(
-    client: httpx.AsyncClient, db: Database, now
-) -> None:
+async def test_catalog_answers_and_demo_lineage_reaches_sources(client: httpx.AsyncClient, db: Database, now) -> None:
     empty = await graphql_data(client, "{ assets(first: 5) { totalCount edges { node { key } } } }")
     assert empty == {"assets": {"totalCount": 0, "edges": []}}
 

@@ -11,9 +11,18 @@ from enum import StrEnum
 from typing import Any
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
 
-from gateway.ingest.facets import DatasetFacets, InputDatasetFacets, JobFacets, OutputDatasetFacets, RunFacets
+from gateway.ingest.facets import (
+    DatasetFacets,
+    InputDatasetFacets,
+    JobFacets,
+    OutputDatasetFacets,
+    RunFacets,
+    Timestamp,
+    Typed,
+    without_nulls,
+)
 
 
 class EventType(StrEnum):
@@ -25,8 +34,7 @@ class EventType(StrEnum):
     OTHER = "OTHER"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="allow")
+_Strict = Typed
 
 
 class Run(_Strict):
@@ -60,7 +68,7 @@ def _utc(moment: datetime) -> datetime:
 
 
 class _Event(_Strict):
-    eventTime: datetime
+    eventTime: Timestamp
     producer: str = Field(min_length=1)
     schemaURL: str | None = None
 
@@ -84,8 +92,9 @@ class DatasetEvent(_Event):
 
 class JobEvent(_Event):
     job: Job
-    inputs: list[Dataset] | None = None
-    outputs: list[Dataset] | None = None
+    # The spec types a JobEvent's datasets as a RunEvent's: input and output facets included.
+    inputs: list[InputDataset] | None = None
+    outputs: list[OutputDataset] | None = None
 
 
 Event = RunEvent | DatasetEvent | JobEvent
@@ -130,13 +139,19 @@ def parse_event(document: Any) -> Event:
     """One decoded JSON value -> a typed event, or EventError."""
     if not isinstance(document, dict):
         raise EventError(f"an event must be a JSON object, got {type(document).__name__}")
+    document = without_nulls(document)
+    # As the spec's oneOf decides: a RunEvent has `run` and `job`, a DatasetEvent `dataset` (and not both `job`
+    # and `run`), a JobEvent `job` and no `run`, whatever else it carries (`eventType` included).
     try:
-        if "run" in document or "eventType" in document:
+        if "run" in document and ("job" in document or "dataset" not in document):
             return _RUN_EVENT.validate_python(document)
         if "dataset" in document:
             return _DATASET_EVENT.validate_python(document)
         if "job" in document:
             return _JOB_EVENT.validate_python(document)
+        if "eventType" in document:
+            # A run's event without `run` nor `job`: say what is missing.
+            return _RUN_EVENT.validate_python(document)
     except ValidationError as error:
         raise _first_error(error) from None
     raise EventError("not an OpenLineage event: expected `run` (RunEvent), `dataset` or `job`")

@@ -10,12 +10,29 @@ from datetime import datetime
 from typing import Any
 
 import orjson
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.database import Database, run_transaction
-from gateway.ingest.events import DatasetEvent, Event, EventError, JobEvent, RunEvent, parse_event
+from gateway.errors import GatewayError, InvalidInput
+from gateway.ingest.events import Dataset, DatasetEvent, Event, EventError, JobEvent, RunEvent, parse_event
 from gateway.ingest.normalise import apply_event, check_identifiers
+from gateway.keys import join_key
+from gateway.orm import KEY_LENGTH, Asset, ColumnLineage, Job
 from gateway.store.events import RawEvent, store_raw_event
+from gateway.store.executions import MAX_DATASETS_PER_EVENT
+from gateway.store.jobs import validate_job_name
+
+
+def _width(column: Any) -> int:
+    length: int = column.type.length
+    return length
+
+
+# Column widths the database enforces (Postgres refuses longer values; SQLite would keep them).
+_TYPE_LENGTH = _width(Asset.__table__.c.type)
+_JOB_TYPE_LENGTH = _width(Job.__table__.c.type)
+_TRANSFORMATION_LENGTH = _width(ColumnLineage.__table__.c.transformation_type)
 
 
 class BodyError(ValueError):
@@ -60,12 +77,105 @@ def content_hash(document: dict[str, Any]) -> str:
     return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+def _find_nul(value: Any, path: str) -> str | None:
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return f"{path}.{key!r}" if path else repr(key)
+            found = _find_nul(item, f"{path}.{key}" if path else key)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for position, item in enumerate(value):
+            found = _find_nul(item, f"{path}[{position}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _check_length(value: str | None, limit: int, path: str) -> None:
+    if value is not None and len(value) > limit:
+        raise EventError(f"is {len(value)} characters long; the limit is {limit}", path)
+
+
+def _check_job(namespace: str, name: str, path: str) -> None:
+    try:
+        validate_job_name(namespace, name)
+    except InvalidInput as error:
+        raise EventError(error.message, path) from None
+
+
+def _check_column_lineage(dataset: Dataset, path: str) -> None:
+    facet = dataset.facets.columnLineage
+    if facet is None:
+        return
+    for field_name, lineage in facet.fields.items():
+        field_path = f"{path}.facets.columnLineage.fields.{field_name[:60]}"
+        _check_length(field_name, KEY_LENGTH, field_path)
+        _check_length(lineage.transformationType, _TRANSFORMATION_LENGTH, f"{field_path}.transformationType")
+        for position, source in enumerate(lineage.inputFields):
+            source_path = f"{field_path}.inputFields[{position}]"
+            try:
+                join_key(source.namespace, source.name)
+            except InvalidInput as error:
+                raise EventError(error.message, source_path) from None
+            _check_length(source.field, KEY_LENGTH, f"{source_path}.field")
+            for transformation in source.transformations or []:
+                _check_length(transformation.type, _TRANSFORMATION_LENGTH, f"{source_path}.transformations.type")
+                _check_length(transformation.subtype, _TRANSFORMATION_LENGTH, f"{source_path}.transformations.subtype")
+
+
+def check_storable(event: Event, document: dict[str, Any]) -> None:
+    """Refuse, before any write, values the database would refuse: the event is then rejected on its own,
+    with its path, instead of failing the whole request (and alike on both dialects)."""
+    nul = _find_nul(document, "")
+    if nul is not None:
+        raise EventError("contains a NUL character (\\u0000), which cannot be stored", nul)
+    datasets: list[tuple[str, Dataset]] = []
+    if isinstance(event, RunEvent | JobEvent):
+        _check_job(event.job.namespace, event.job.name, "job")
+        job_type = event.job.facets.jobType
+        if job_type is not None:
+            _check_length(job_type.jobType or job_type.processingType, _JOB_TYPE_LENGTH, "job.facets.jobType")
+        inputs, outputs = event.inputs or [], event.outputs or []
+        if len(inputs) + len(outputs) > MAX_DATASETS_PER_EVENT:
+            raise EventError(
+                f"names {len(inputs) + len(outputs)} inputs and outputs; the limit is {MAX_DATASETS_PER_EVENT}"
+            )
+        datasets = [(f"inputs[{i}]", d) for i, d in enumerate(inputs)]
+        datasets += [(f"outputs[{i}]", d) for i, d in enumerate(outputs)]
+        for path, dataset in datasets[len(inputs) :]:
+            _check_column_lineage(dataset, path)
+    else:
+        datasets = [("dataset", event.dataset)]
+        _check_column_lineage(event.dataset, "dataset")
+    if isinstance(event, RunEvent) and event.run.facets.parent is not None:
+        parent = event.run.facets.parent.job
+        _check_job(parent.namespace, parent.name, "run.facets.parent.job")
+    for path, dataset in datasets:
+        dataset_type = dataset.facets.datasetType
+        if dataset_type is not None:
+            _check_length(dataset_type.datasetType, _TYPE_LENGTH, f"{path}.facets.datasetType.datasetType")
+
+
 def prepare(document: Any) -> PreparedEvent:
     """Validate one decoded document; EventError says why it is refused."""
-    event = parse_event(document)
+    try:
+        event = parse_event(document)
+    except OverflowError:
+        # A time at the edge of the calendar whose offset pushes it past year 1 or 9999 in UTC.
+        raise EventError("is out of the range of representable times once converted to UTC", "eventTime") from None
+    try:
+        digest = content_hash(document)
+    except orjson.JSONEncodeError as error:
+        # orjson refuses, among others, documents nested deeper than 255 levels.
+        raise EventError(f"cannot be stored as JSON: {error}") from None
     check_identifiers(event)
+    check_storable(event, document)
     raw = RawEvent(
-        content_hash=content_hash(document),
+        content_hash=digest,
         kind={RunEvent: "run", DatasetEvent: "dataset", JobEvent: "job"}[type(event)],
         event_time=event.eventTime,
         payload=document,
@@ -84,14 +194,26 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
         return body
     if encoding not in ("gzip", "x-gzip", "deflate"):
         raise BodyError(415, f"content encoding {encoding!r} is not supported; use gzip or none")
-    inflater = zlib.decompressobj(zlib.MAX_WBITS | 32 if encoding != "deflate" else zlib.MAX_WBITS)
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as error:
-        raise BodyError(400, f"body is not valid {encoding}: {error}") from None
-    if len(data) > limit or inflater.unconsumed_tail:
-        raise BodyError(413, f"decompressed body exceeds {limit} bytes")
-    return data
+    window = zlib.MAX_WBITS | 32 if encoding != "deflate" else zlib.MAX_WBITS
+    parts: list[bytes] = []
+    size = 0
+    rest = body
+    # A gzip body may hold several members one after the other (RFC 1952 2.2); each one is part of the body.
+    while True:
+        inflater = zlib.decompressobj(window)
+        try:
+            data = inflater.decompress(rest, limit - size + 1)
+        except zlib.error as error:
+            raise BodyError(400, f"body is not valid {encoding}: {error}") from None
+        size += len(data)
+        if size > limit or inflater.unconsumed_tail:
+            raise BodyError(413, f"decompressed body exceeds {limit} bytes")
+        if not inflater.eof:
+            raise BodyError(400, f"body is not valid {encoding}: the compressed stream is truncated")
+        parts.append(data)
+        rest = inflater.unused_data
+        if not rest or encoding == "deflate" or not rest.strip(b"\x00"):
+            return b"".join(parts)
 
 
 def decode_documents(body: bytes, content_type: str | None) -> tuple[list[Any], bool]:
@@ -122,31 +244,68 @@ def decode_documents(body: bytes, content_type: str | None) -> tuple[list[Any], 
     return documents, True
 
 
+class EventRefused(Exception):
+    """The store or the database refused the event at `position`; the transaction is lost, the event invalid."""
+
+    def __init__(self, position: int, message: str) -> None:
+        super().__init__(message)
+        self.position = position
+        self.message = message
+
+
+def _is_data_error(error: DBAPIError) -> bool:
+    # SQLSTATE class 22 (data exception): a value the database cannot hold, whatever the moment or the load.
+    state = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return isinstance(state, str) and state.startswith("22")
+
+
 async def apply_prepared(session: AsyncSession, events: Sequence[PreparedEvent], now: datetime) -> tuple[int, int]:
-    """Store then apply each new event; (accepted, duplicates). The caller owns the transaction."""
+    """Store then apply each new event; (accepted, duplicates). The caller owns the transaction.
+
+    An event the store or the database refuses raises EventRefused with its position in `events`.
+    """
     accepted = duplicates = 0
-    for prepared in events:
-        if await store_raw_event(session, prepared.raw, now) is None:
-            duplicates += 1
-            continue
-        await apply_event(session, prepared.event, now)
+    for position, prepared in enumerate(events):
+        try:
+            if await store_raw_event(session, prepared.raw, now) is None:
+                duplicates += 1
+                continue
+            await apply_event(session, prepared.event, now)
+        except GatewayError as error:
+            raise EventRefused(position, error.message) from error
+        except DBAPIError as error:
+            if not _is_data_error(error):
+                raise
+            detail = str(error.orig).splitlines()[0] if str(error.orig) else type(error.orig).__name__
+            raise EventRefused(position, f"the database cannot store this event: {detail}") from error
         accepted += 1
     return accepted, duplicates
 
 
 async def ingest_documents(db: Database, documents: Sequence[Any], now: datetime) -> IngestReport:
-    """Validate every document; store and apply the valid ones in one transaction."""
+    """Validate every document; store and apply the valid ones in one transaction.
+
+    Should the store refuse one of them, the transaction is rolled back and runs again without it.
+    """
     report = IngestReport()
-    valid: list[PreparedEvent] = []
+    valid: list[tuple[int, PreparedEvent]] = []
     for index, document in enumerate(documents):
         try:
-            valid.append(prepare(document))
+            valid.append((index, prepare(document)))
         except EventError as error:
             report.rejected.append(Rejection(index, str(error)))
-    if valid:
+    while valid:
+        events = [prepared for _, prepared in valid]
 
-        async def work(session: AsyncSession) -> tuple[int, int]:
-            return await apply_prepared(session, valid, now)
+        async def work(session: AsyncSession, events: list[PreparedEvent] = events) -> tuple[int, int]:
+            return await apply_prepared(session, events, now)
 
-        report.accepted, report.duplicates = await run_transaction(db, work)
+        try:
+            report.accepted, report.duplicates = await run_transaction(db, work)
+        except EventRefused as refused:
+            index, _ = valid.pop(refused.position)
+            report.rejected.append(Rejection(index, refused.message))
+            continue
+        break
+    report.rejected.sort(key=lambda rejection: rejection.index)
     return report

@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.errors import Conflict, InvalidInput, NotFound
 from gateway.keys import split_key, validate_key
 from gateway.orm import Asset, AssetAlias, LineageEdge
-from gateway.store.sql import insert
+from gateway.store.sql import insert, later
 
 MAX_LABELS = 100
 MAX_LABEL_LENGTH = 200
@@ -111,18 +111,30 @@ async def upsert_asset(session: AsyncSession, spec: AssetSpec, now: datetime) ->
     alias_target = (await resolve_aliases(session, [key])).get(key)
     if alias_target is not None:
         raise Conflict(f"{key!r} is an alias of another asset; declare that asset by its own key")
-    columns = {"namespace": spec.namespace or parts.namespace, "name": spec.name or parts.name, **declared}
+    # Like every other attribute, an omitted namespace or name keeps the stored one (which may have
+    # been declared explicitly); only a new asset falls back to the parts of its key.
+    given = {column: value for column, value in (("namespace", spec.namespace), ("name", spec.name)) if value}
     insert_values = {
         "key": key,
+        "namespace": parts.namespace,
+        "name": parts.name,
         "owners": [],
         "tags": [],
         "metadata": {},
         "fields": [],
         "created_at": now,
-        **columns,
+        **given,
+        **declared,
+        "described_at": now,
         "updated_at": now,
     }
-    update_values = {**columns, "updated_at": now, "deleted_at": None}
+    # A declaration counts as a description made now: older producer events only fill what it left unset.
+    stamp = (
+        {"described_at": later(Asset.__table__.c.described_at, literal(now, Asset.described_at.type))}
+        if declared
+        else {}
+    )
+    update_values = {**given, **declared, **stamp, "updated_at": now, "deleted_at": None}
     statement = (
         insert(session, Asset)
         .values(insert_values)
@@ -217,11 +229,11 @@ async def read_assets_by_keys(
         by_key = by_key.where(Asset.deleted_at.is_(None))
     unique = sorted(set(keys))
     found: dict[str, Asset] = {}
-    for lookup, asset in (await session.execute(by_key.where(Asset.key.in_(unique)))):
+    for lookup, asset in await session.execute(by_key.where(Asset.key.in_(unique))):
         found[lookup] = asset
     rest = [key for key in unique if key not in found]
     if rest:
-        for lookup, asset in (await session.execute(by_alias.where(AssetAlias.alias.in_(rest)))):
+        for lookup, asset in await session.execute(by_alias.where(AssetAlias.alias.in_(rest))):
             found[lookup] = asset
     return found
 

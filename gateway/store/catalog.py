@@ -68,6 +68,7 @@ async def count_assets_by_namespace_and_type(session: AsyncSession) -> list[tupl
         select(Asset.namespace, Asset.type, func.count())
         .where(Asset.deleted_at.is_(None))
         .group_by(Asset.namespace, Asset.type)
-        .order_by(Asset.namespace, Asset.type)
+        # NULLs last on both dialects (SQLite would put them first).
+        .order_by(Asset.namespace, Asset.type.asc().nulls_last())
     )
     return [(namespace, type_, count) for namespace, type_, count in rows]

@@ -13,14 +13,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, exists, func, literal, select, tuple_, update
+import orjson
+from sqlalchemy import ColumnElement, and_, case, exists, func, literal, not_, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.errors import InvalidInput
 from gateway.orm import RUN_STATES, TERMINAL_STATES, Asset, LineageEdge, Run, RunAsset
 from gateway.store.assets import ensure_assets
 from gateway.store.jobs import upsert_job
-from gateway.store.sql import earlier, insert, json_merge, later
+from gateway.store.sql import earlier, insert, later
 
 MAX_DATASETS_PER_EVENT = 2_000
 ROWS_PER_STATEMENT = 1_000
@@ -80,8 +81,44 @@ def _chunks(rows: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         yield rows[start : start + ROWS_PER_STATEMENT]
 
 
+def merge_facets(
+    facets: dict[str, Any], times: dict[str, str], incoming: dict[str, Any], moment: datetime
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each facet keeps the value of the newest event that set it (ties: the greater JSON), whatever the order."""
+    merged, merged_times = dict(facets), dict(times)
+    stamp = moment.isoformat()
+    for name, value in incoming.items():
+        held = merged_times.get(name)
+        if held is None or stamp > held or (stamp == held and _canonical(value) > _canonical(merged.get(name))):
+            merged[name] = value
+            merged_times[name] = stamp
+    return merged, merged_times
+
+
+def _canonical(value: Any) -> bytes:
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def _time_merge(stored: Any, new: Any, placeholder: Any, combine: Any) -> ColumnElement[Any]:
+    """A real event's times replace a placeholder's; a placeholder never moves a real run's times."""
+    stored_only_placeholder = and_(placeholder.stored, not_(placeholder.new))
+    new_only_placeholder = and_(placeholder.new, not_(placeholder.stored))
+    return case((stored_only_placeholder, new), (new_only_placeholder, stored), else_=combine(stored, new))
+
+
+@dataclass(frozen=True)
+class _Placeholder:
+    stored: Any
+    new: Any
+
+
 async def _upsert_run(
-    session: AsyncSession, record: ExecutionRecord, job_id: int, parent_id: int | None, now: datetime
+    session: AsyncSession,
+    record: ExecutionRecord,
+    job_id: int,
+    parent_id: int | None,
+    now: datetime,
+    placeholder: bool = False,
 ) -> Run:
     started_at = record.started_at or (record.event_time if record.state in ("START", "RUNNING") else None)
     ended_at = record.ended_at or (record.event_time if record.state in TERMINAL_STATES else None)
@@ -95,16 +132,19 @@ async def _upsert_run(
         first_event_time=record.event_time,
         event_time=record.event_time,
         state_time=record.event_time,
-        facets=record.facets,
+        facets={},
+        facet_times={},
         error_message=record.error_message,
+        placeholder=placeholder,
         created_at=now,
         updated_at=now,
     )
     stored, new = Run.__table__.c, statement.excluded
-    wins = tuple_(_rank(new.state), new.state_time, new.state) > tuple_(
+    flags = _Placeholder(stored.placeholder, new.placeholder)
+    ranked = tuple_(_rank(new.state), new.state_time, new.state) > tuple_(
         _rank(stored.state), stored.state_time, stored.state
     )
-    newer = new.event_time >= stored.event_time
+    wins = and_(not_(new.placeholder), or_(stored.placeholder, ranked))
     statement = statement.on_conflict_do_update(
         index_elements=["run_id"],
         set_={
@@ -114,21 +154,23 @@ async def _upsert_run(
                 (wins, func.coalesce(new.error_message, stored.error_message)),
                 else_=func.coalesce(stored.error_message, new.error_message),
             ),
-            "started_at": earlier(stored.started_at, new.started_at),
-            "ended_at": later(stored.ended_at, new.ended_at),
-            "first_event_time": earlier(stored.first_event_time, new.first_event_time),
-            "event_time": later(stored.event_time, new.event_time),
+            "started_at": _time_merge(stored.started_at, new.started_at, flags, earlier),
+            "ended_at": _time_merge(stored.ended_at, new.ended_at, flags, later),
+            "first_event_time": _time_merge(stored.first_event_time, new.first_event_time, flags, earlier),
+            "event_time": _time_merge(stored.event_time, new.event_time, flags, later),
             "parent_id": func.coalesce(stored.parent_id, new.parent_id),
-            "facets": case(
-                (newer, json_merge(session, stored.facets, new.facets)),
-                else_=json_merge(session, new.facets, stored.facets),
-            ),
+            "placeholder": and_(stored.placeholder, new.placeholder),
             "updated_at": now,
         },
     )
     run_pk = (await session.execute(statement.returning(Run.id))).scalar_one()
     run = await session.get(Run, run_pk, populate_existing=True)
     assert run is not None
+    if record.facets:
+        facets, times = merge_facets(run.facets, run.facet_times, record.facets, record.event_time)
+        if facets != run.facets or times != run.facet_times:
+            run.facets, run.facet_times = facets, times
+            await session.flush()
     return run
 
 
@@ -146,24 +188,34 @@ async def _upsert_run_assets(
             "asset_id": asset_id,
             "role": role,
             "event_time": record.event_time,
-            "facets": facets,
+            "facets": {},
+            "facet_times": {},
         }
-        for (asset_id, role), facets in sorted(touched.items())
+        for (asset_id, role) in sorted(touched)
     ]
     for chunk in _chunks(rows):
         statement = insert(session, RunAsset).values(chunk)
         stored, new = RunAsset.__table__.c, statement.excluded
         statement = statement.on_conflict_do_update(
             index_elements=["run_id", "asset_id", "role"],
-            set_={
-                "event_time": later(stored.event_time, new.event_time),
-                "facets": case(
-                    (new.event_time >= stored.event_time, json_merge(session, stored.facets, new.facets)),
-                    else_=json_merge(session, new.facets, stored.facets),
-                ),
-            },
+            set_={"event_time": later(stored.event_time, new.event_time)},
         )
         await session.execute(statement)
+    with_facets = {key: facets for key, facets in touched.items() if facets}
+    if with_facets:
+        stored_rows = await session.scalars(
+            select(RunAsset).where(
+                RunAsset.run_id == run.id, RunAsset.asset_id.in_(sorted({asset_id for asset_id, _ in with_facets}))
+            )
+        )
+        for row in stored_rows:
+            incoming = with_facets.get((row.asset_id, row.role))
+            if not incoming:
+                continue
+            facets, times = merge_facets(row.facets, row.facet_times, incoming, record.event_time)
+            if facets != row.facets or times != row.facet_times:
+                row.facets, row.facet_times = facets, times
+        await session.flush()
 
 
 async def _upsert_run_edges(session: AsyncSession, run: Run) -> list[int]:
@@ -214,7 +266,12 @@ async def _retire_job_edges(session: AsyncSession, job_id: int) -> None:
             Run.job_id == LineageEdge.job_id,
             Run.state == "COMPLETE",
             Run.state_time > LineageEdge.last_seen_at,
-            exists().where(RunAsset.run_id == Run.id, RunAsset.role == "output"),
+            # ...that wrote this edge's downstream asset, and without this edge.
+            exists().where(
+                RunAsset.run_id == Run.id,
+                RunAsset.role == "output",
+                RunAsset.asset_id == LineageEdge.downstream_id,
+            ),
         )
         .scalar_subquery()
     )
@@ -305,7 +362,7 @@ async def record_execution(session: AsyncSession, record: ExecutionRecord, now: 
             event_time=record.event_time,
         )
         parent_job_id = await upsert_job(session, parent.job_namespace, parent.job_name, now)
-        parent_id = (await _upsert_run(session, parent, parent_job_id, None, now)).id
+        parent_id = (await _upsert_run(session, parent, parent_job_id, None, now, placeholder=True)).id
     keys = [touch.key for touch in (*record.inputs, *record.outputs)]
     asset_ids = await ensure_assets(session, keys, now)
     run = await _upsert_run(session, record, job_id, parent_id, now)

@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     Column,
+    ColumnElement,
     Float,
     Integer,
     MetaData,
@@ -55,6 +57,16 @@ _verdicts = Table(
 )
 
 
+def _epoch(session: AsyncSession, column: Any) -> ColumnElement[float]:
+    """Seconds since 1970, exact to the millisecond on SQLite too. There `epoch_seconds` goes through
+    julianday(), a float of days that puts a whole second some 10 µs off either way: enough to judge a
+    materialization made exactly at a cron tick as before it. SQLite keeps times to the millisecond."""
+    seconds = epoch_seconds(session, column)
+    if dialect_name(session) == "sqlite":
+        return func.round(seconds * 1000.0) / 1000.0  # type: ignore[return-value]
+    return seconds
+
+
 @dataclass
 class SweepResult:
     assets_checked: int = 0
@@ -74,7 +86,7 @@ async def _fill_verdicts(session: AsyncSession, policies: Sequence[FreshnessPoli
         Asset.id,
         governing_policy(policies, own, dialect_name(session)),
         Asset.last_status,
-        epoch_seconds(session, func.coalesce(Asset.last_materialized_at, Asset.created_at)),
+        _epoch(session, func.coalesce(Asset.last_materialized_at, Asset.created_at)),
     ).where(Asset.deleted_at.is_(None))
     result = await session.execute(
         _verdicts.insert().from_select(["asset_id", "policy_id", "last_status", "last_epoch"], rows)
@@ -85,7 +97,7 @@ async def _fill_verdicts(session: AsyncSession, policies: Sequence[FreshnessPoli
 async def _learn_cadence(session: AsyncSession, auto_ids: Sequence[int]) -> None:
     """Median gap between an asset's recent successful materializations, and how many gaps there were."""
     v = _verdicts.c
-    moment = epoch_seconds(session, Run.state_time)
+    moment = _epoch(session, Run.state_time)
     recent = (
         select(
             RunAsset.asset_id.label("asset_id"),
@@ -122,7 +134,9 @@ async def _learn_cadence(session: AsyncSession, auto_ids: Sequence[int]) -> None
     )
     median = (
         select(ranked.c.asset_id, func.avg(ranked.c.gap).label("median"), func.max(ranked.c.n).label("n"))
-        .where(ranked.c.i.in_([(ranked.c.n + 1) / 2, (ranked.c.n + 2) / 2]))
+        # Floor division (SQLAlchemy 2 compiles `/` on integers as true division): the middle row,
+        # or the middle two for an even count.
+        .where(ranked.c.i.in_([(ranked.c.n + 1) // 2, (ranked.c.n + 2) // 2]))
         .group_by(ranked.c.asset_id)
         .subquery()
     )

@@ -39,9 +39,13 @@ class Edge:
             self.job_ids.append(job_id)
         if origin not in self.origins:
             self.origins.append(origin)
+        # The pair retires only when its last edge does: one live edge keeps it live.
+        if self.first_seen_at is None:
+            self.retired_at = retired
+        elif self.retired_at is not None:
+            self.retired_at = None if retired is None else max(self.retired_at, retired)
         self.first_seen_at = first if self.first_seen_at is None else min(self.first_seen_at, first)
         self.last_seen_at = last if self.last_seen_at is None else max(self.last_seen_at, last)
-        self.retired_at = retired
 
 
 @dataclass
@@ -116,6 +120,10 @@ async def traverse_lineage(
     }[direction]
     for downstream in sides:
         frontier = [root_id]
+        # Each direction expands every node it reaches, even one the other direction met first
+        # (in a cycle, a node can be both upstream and downstream of the root); that node keeps
+        # the depth it was given first.
+        visited = {root_id}
         sign = 1 if downstream else -1
         for level in range(1, depth + 1):
             if not frontier:
@@ -130,6 +138,8 @@ async def traverse_lineage(
                         truncated = True
                         continue
                     depths[far] = sign * level
+                if far not in visited:
+                    visited.add(far)
                     next_frontier.append(far)
                 edge = edges.setdefault((up, down), Edge(up, down))
                 edge.absorb(job_id, origin, first, last, retired)

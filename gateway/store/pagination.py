@@ -32,9 +32,15 @@ class Cursor:
     def decode(cls, token: str, order: str, is_time: bool = False) -> Cursor:
         try:
             saved_order, value, row_id = orjson.loads(base64.urlsafe_b64decode(token.encode()))
+            # Every order sorts by a string or a time (sent as ISO text with its offset): anything
+            # else would reach SQL as a value of the wrong type.
+            if value is not None and not isinstance(value, str):
+                raise TypeError("value")
             if is_time and value is not None:
                 value = datetime.fromisoformat(value)
-            if not isinstance(row_id, int):
+                if value.tzinfo is None:
+                    raise ValueError("naive time")
+            if not isinstance(row_id, int) or isinstance(row_id, bool):
                 raise TypeError("id")
         except (ValueError, TypeError) as error:
             raise InvalidInput(f"cursor {token[:40]!r} is not a cursor this API gave out") from error
@@ -52,10 +58,11 @@ class Page(Generic[T]):
 
 def after_condition(column: Column, id_column: Column, cursor: Cursor, descending: bool) -> ColumnElement[bool]:
     """Rows strictly after the cursor in (column, id) order; NULLs sort last."""
-    beyond = column < cursor.value if descending else column > cursor.value
     beyond_id = id_column < cursor.id if descending else id_column > cursor.id
     if cursor.value is None:
+        # Inside the trailing block of NULLs only the id orders the rows.
         return and_(column.is_(None), beyond_id)
+    beyond = column < cursor.value if descending else column > cursor.value
     return or_(beyond, and_(column == cursor.value, beyond_id), column.is_(None))
 
 

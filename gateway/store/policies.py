@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from croniter import croniter
 from sqlalchemy import ColumnElement, and_, case, delete, literal, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,6 +19,7 @@ from gateway.store.asset_filters import AssetFilter, asset_conditions
 from gateway.store.sql import insert
 
 SELECTOR_FIELDS = ("namespace_prefix", "type", "tag", "owner", "key_glob")
+logger = logging.getLogger("gateway.monitors")
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,17 @@ class PolicySpec:
             raise InvalidInput("a max_age policy needs a positive maximum age")
         if self.kind == "cron" and not self.cron:
             raise InvalidInput("a cron policy needs a cron expression")
+        # A policy the sweep cannot evaluate must not get in: deadlines are computed for every policy.
+        if self.cron is not None and not croniter.is_valid(self.cron):
+            raise InvalidInput(f"{self.cron!r} is not a cron expression (minute hour day month weekday)")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise InvalidInput(f"unknown time zone {self.timezone!r}") from None
+        if self.tolerance is not None and not self.tolerance > 0:
+            raise InvalidInput("tolerance must be positive")
+        if self.min_history is not None and self.min_history < 2:
+            raise InvalidInput("min_history must be at least 2")
 
 
 def specificity(policy: FreshnessPolicy) -> tuple[int, int]:
@@ -64,6 +79,15 @@ def _glob_to_like(glob: str) -> str:
     return escaped.replace("*", "%").replace("?", "_")
 
 
+def _key_glob_condition(glob: str, dialect: str) -> ColumnElement[bool]:
+    """Case-sensitive on both dialects; only `*` and `?` are wildcards."""
+    if dialect == "sqlite":
+        # SQLite's LIKE ignores ASCII case (Postgres' does not); GLOB is case-sensitive. `[` opens a
+        # character class in GLOB, so it is matched literally as the class `[[]`.
+        return Asset.key.op("GLOB", is_comparison=True)(glob.replace("[", "[[]"))
+    return Asset.key.like(_glob_to_like(glob), escape="\\")
+
+
 def selector_condition(selector: dict[str, str], dialect: str) -> ColumnElement[bool]:
     asset_filter = AssetFilter(
         namespace_prefix=selector.get("namespace_prefix"),
@@ -73,7 +97,7 @@ def selector_condition(selector: dict[str, str], dialect: str) -> ColumnElement[
     )
     conditions = asset_conditions(asset_filter, dialect)
     if "key_glob" in selector:
-        conditions.append(Asset.key.like(_glob_to_like(selector["key_glob"]), escape="\\"))
+        conditions.append(_key_glob_condition(selector["key_glob"], dialect))
     return and_(*conditions) if conditions else true()
 
 
@@ -139,11 +163,56 @@ async def delete_policy(session: AsyncSession, name: str) -> bool:
     return bool(getattr(result, "rowcount", 0))
 
 
-async def sync_config_policies(session: AsyncSession, specs: Sequence[PolicySpec], now: datetime) -> None:
-    """Make the config-file policies exactly `specs`; API-declared policies are left alone."""
+async def sync_config_policies(session: AsyncSession, specs: Sequence[PolicySpec], now: datetime) -> list[str]:
+    """Make the config-file policies exactly `specs`; API-declared policies are left alone.
+
+    A config policy never replaces an API one (same name, or another policy for the same asset), and
+    one for an asset not (yet) known waits for a later sync: both are skipped, and their names returned.
+    """
+    from gateway.store.assets import read_asset_by_key
+
+    others = (
+        await session.execute(
+            select(FreshnessPolicy.name, FreshnessPolicy.asset_id).where(FreshnessPolicy.source != "config")
+        )
+    ).all()
+    taken_names = {name for name, _ in others}
+    taken_assets = {asset_id for _, asset_id in others if asset_id is not None}
+    skipped: list[str] = []
     for spec in specs:
+        spec = replace(spec, source="config")
+        spec.validate()
+        if spec.name in taken_names:
+            logger.warning("config policy %r skipped: an API-declared policy has that name", spec.name)
+            skipped.append(spec.name)
+            continue
+        if spec.asset_key is not None:
+            asset = await read_asset_by_key(session, spec.asset_key)
+            if asset is None or asset.id in taken_assets:
+                reason = "no such asset yet" if asset is None else "the asset has an API-declared policy"
+                logger.warning("config policy %r for %r skipped: %s", spec.name, spec.asset_key, reason)
+                skipped.append(spec.name)
+                continue
         await upsert_policy(session, spec, now)
     names = [spec.name for spec in specs]
     await session.execute(
         delete(FreshnessPolicy).where(FreshnessPolicy.source == "config", FreshnessPolicy.name.not_in(names))
     )
+    return skipped
+
+
+async def governing_policy_ids(
+    session: AsyncSession, asset_ids: Sequence[int], policies: Sequence[FreshnessPolicy]
+) -> dict[int, int | None]:
+    """asset id -> the policy that governs it, by the very rule the sweep applies."""
+    if not asset_ids:
+        return {}
+    from gateway.store.sql import dialect_name
+
+    own = select(FreshnessPolicy.id).where(FreshnessPolicy.asset_id == Asset.id).scalar_subquery()
+    rows = await session.execute(
+        select(Asset.id, governing_policy(policies, own, dialect_name(session))).where(
+            Asset.id.in_(sorted(set(asset_ids)))
+        )
+    )
+    return dict(rows.all())

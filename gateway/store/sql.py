@@ -61,11 +61,39 @@ def insert(session: AsyncSession, table: Any) -> Any:
     return sqlite.insert(target)
 
 
+class json_object_merge(GenericFunction[Any]):
+    """SQLite: top-level merge of two JSON objects, keys of the second winning, values kept as they are.
+
+    json_patch() is no substitute: it merges nested objects recursively and deletes keys whose new
+    value is null (RFC 7396), where Postgres' `||` replaces each top-level value whole.
+    """
+
+    inherit_cache = True
+
+
+# json_each() gives true/false as 1/0 and objects/arrays as text: json() restores each JSON value.
+_JSON_VALUE = (
+    "CASE m.type WHEN 'true' THEN json('true') WHEN 'false' THEN json('false') WHEN 'null' THEN json('null') "
+    "WHEN 'object' THEN json(m.value) WHEN 'array' THEN json(m.value) ELSE m.value END"
+)
+
+
+@compiles(json_object_merge, "sqlite")
+def _json_object_merge_sqlite(element: json_object_merge, compiler: Any, **kw: Any) -> str:
+    base, overlay = (compiler.process(clause, **kw) for clause in element.clauses)
+    return (
+        f"(SELECT coalesce(json_group_object(m.key, {_JSON_VALUE}), json_object()) FROM ("
+        f"SELECT b.key AS key, b.value AS value, b.type AS type FROM json_each({base}) AS b "
+        f"WHERE b.key NOT IN (SELECT o.key FROM json_each({overlay}) AS o) "
+        f"UNION ALL SELECT o.key, o.value, o.type FROM json_each({overlay}) AS o) AS m)"
+    )
+
+
 def json_merge(session: AsyncSession, base: Any, overlay: Any) -> ColumnElement[Any]:
-    """Top-level merge of two JSON objects; keys of `overlay` win."""
+    """Top-level merge of two JSON objects; keys of `overlay` win, each value replaced whole."""
     if dialect_name(session) == "postgresql":
         return base.op("||")(overlay)  # type: ignore[no-any-return]
-    return func.json_patch(base, overlay)
+    return json_object_merge(base, overlay)
 
 
 def epoch_seconds(session: AsyncSession, column: Any) -> ColumnElement[float]:

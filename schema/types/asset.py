@@ -9,11 +9,14 @@ import strawberry
 from strawberry.scalars import JSON
 
 from gateway import orm
+from gateway.store import alerts as alert_store
 from gateway.store import lineage, runs
+from monitors.messages import explain, policy_deadline
 from schema.context import Info
 from schema.types.common import Connection, Role, RunState, as_json, connection_edges, page_size, reference_field
 from schema.types.execution import Execution
 from schema.types.job import Job
+from schema.types.monitoring import Alert, AssetStatus, Freshness, FreshnessPolicy
 
 
 @strawberry.type(description="A field of an asset's schema (a column of a table, a field of a topic).")
@@ -152,6 +155,45 @@ class Asset:
         job_ids = await info.context.loaders.consumer_jobs_by_asset.load(self.id)
         return [Job.from_row(row) for row in await info.context.loaders.job_by_id.load_many(job_ids) if row]
 
+    @strawberry.field(description="FRESH, STALE, AT_RISK, FAILED or UNKNOWN, as the latest sweep found.")
+    async def status(self, info: Info) -> AssetStatus:
+        health = await info.context.loaders.health_by_asset.load(self.id)
+        return AssetStatus(status_of(self.row, health))
+
+    @strawberry.field(description="Which freshness policy governs this asset, and what it says now.")
+    async def freshness(self, info: Info) -> Freshness:
+        loaders = info.context.loaders
+        health = await loaders.health_by_asset.load(self.id)
+        policy = await loaders.policy_by_asset.load(self.id)
+        status = status_of(self.row, health)
+        now = info.context.now()
+        cause_key = None
+        if health is not None and health.cause_asset_id is not None:
+            cause = await loaders.asset_by_id.load(health.cause_asset_id)
+            cause_key = cause.key if cause else None
+        return Freshness(
+            policy=FreshnessPolicy.from_row(policy) if policy else None,
+            status=AssetStatus(status),
+            last_updated=self.row.last_materialized_at,
+            deadline=policy_deadline(policy, health, self.row, now),
+            stale_since=health.since if health is not None and health.status == "STALE" else None,
+            expected_interval_seconds=health.expected_interval_seconds if health else None,
+            reason=explain(self.row, policy, health, now, status),
+            cause_key=cause_key,
+        )
+
+    @strawberry.field(description="This asset's alerts: the open ones, or all of them newest first.")
+    async def alerts(self, info: Info, open: bool = True, first: int | None = None) -> list[Alert]:
+        if open:
+            rows = await info.context.loaders.open_alerts_by_asset.load(self.id)
+        else:
+            async with info.context.db.session() as session:
+                page = await alert_store.list_alerts(
+                    session, alert_store.AlertFilter(asset_ids=[self.id]), page_size(info, first), None
+                )
+            rows = list(page.items)
+        return [Alert.from_row(row) for row in rows]
+
     @strawberry.field(description="Where each field of this asset comes from.")
     async def column_lineage(self, info: Info) -> list[ColumnLineageEdge]:
         rows = await info.context.loaders.column_lineage_by_asset.load(self.id)
@@ -166,6 +208,13 @@ class Asset:
             )
             for row in rows
         ]
+
+
+def status_of(row: orm.Asset, health: orm.AssetHealth | None) -> str:
+    """The sweep's verdict; before any sweep, a failed last run still shows."""
+    if health is not None:
+        return health.status
+    return "FAILED" if row.last_status in ("FAIL", "ABORT") else "UNKNOWN"
 
 
 async def _neighbours(info: Info, asset_id: int, depth: int, downstream: bool) -> list[Asset]:
