@@ -15,6 +15,7 @@ from gateway.database import Database, run_transaction
 from gateway.orm import Alert, AlertDelivery, Asset, FreshnessPolicy, MonitorRun
 from gateway.settings import Settings
 from gateway.store import alerts as alert_store
+from gateway.store.assets import read_assets_by_keys
 from gateway.store.freshness import sweep
 from gateway.store.policies import list_policies, sync_config_policies
 from monitors.config import PolicyConfig, parse_notifiers, parse_policies
@@ -47,14 +48,26 @@ class FreshnessMonitor:
         self.notifiers = notifiers or {}
         self.max_attempts = max_attempts
         self._policies_synced = False
+        # Keys of the assets whose config policies the last sync skipped because no such asset existed yet.
+        self._waiting_for: set[str] = set()
 
     async def sync_policies(self, now: datetime) -> None:
         specs = [policy.to_spec("config") for policy in self.config_policies]
 
-        async def work(session: AsyncSession) -> None:
-            await sync_config_policies(session, specs, now)
+        async def work(session: AsyncSession) -> set[str]:
+            skipped = set(await sync_config_policies(session, specs, now))
+            keys = [spec.asset_key for spec in specs if spec.name in skipped and spec.asset_key is not None]
+            known = await read_assets_by_keys(session, keys)
+            return {key for key in keys if key not in known}
 
-        await run_transaction(self.db, work)
+        self._waiting_for = await run_transaction(self.db, work)
+
+    async def _waited_for_assets_appeared(self) -> bool:
+        """True when an asset that a skipped config policy names exists now: time to sync again."""
+        if not self._waiting_for:
+            return False
+        async with self.db.session() as session:
+            return bool(await read_assets_by_keys(session, sorted(self._waiting_for)))
 
     async def run(self, now: datetime | None = None) -> MonitorRun:
         """One sweep. Errors are logged and recorded on the run, never raised."""
@@ -63,7 +76,7 @@ class FreshnessMonitor:
         async with self.db.transaction() as session:
             record = await alert_store.start_monitor_run(session, self.name, now)
         try:
-            if not self._policies_synced:
+            if not self._policies_synced or await self._waited_for_assets_appeared():
                 await self.sync_policies(now)
                 self._policies_synced = True
             opened, resolved, checked = await run_transaction(self.db, lambda session: self._sweep(session, now))

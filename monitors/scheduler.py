@@ -28,7 +28,12 @@ class LeaderLock:
         self.key = key
         self.engine: AsyncEngine | None = None
         if not settings.is_sqlite:
-            self.engine = create_async_engine(settings.resolved_database_url, poolclass=NullPool)
+            # Autocommit: the lock is session-level, and the heartbeat must not leave a transaction open
+            # ("idle in transaction" for the life of the process holds back VACUUM and meets
+            # idle_in_transaction_session_timeout, which would end the connection and the leadership).
+            self.engine = create_async_engine(
+                settings.resolved_database_url, poolclass=NullPool, isolation_level="AUTOCOMMIT"
+            )
         self.connection: AsyncConnection | None = None
 
     @property

@@ -1,8 +1,17 @@
 """The stale-asset sweep: set-based SQL over every asset, yielding alert transitions.
 
-Statements run over a per-sweep temporary table of verdicts, never a Python loop per asset:
-governing policy -> learned cadence -> status -> downstream AT_RISK -> open/resolve alerts ->
-asset_health rows rewritten only where the verdict changed.
+Statements run over per-sweep temporary tables, never a Python loop per asset:
+
+1. one pass over the live assets fills the verdict table: the governing policy, the last materialization, the
+   verdict for fixed-deadline policies, and what the previous sweep stored (health row, open alerts);
+2. learned cadence, only for the assets an `auto` policy governs;
+3. AT_RISK: the lowest stale or failed upstream id, spread downstream one lineage hop per statement over the
+   assets whose cause changed (a fixed point, so cycles end), instead of every (asset, cause) pair;
+4. open and resolve alerts; 5. rewrite asset_health only where the verdict changed.
+
+Nothing reads asset_health or alerts in a statement that writes the same table: the previous state is read
+once, in step 1. (A NOT EXISTS against the table being written is quadratic when the planner believes that
+table is empty: it scans it again for every row inserted.)
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ from sqlalchemy import (
     Column,
     ColumnElement,
     Float,
+    Index,
     Integer,
     MetaData,
     String,
@@ -26,6 +36,7 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    or_,
     select,
     text,
     update,
@@ -35,26 +46,57 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.orm import Alert, Asset, AssetHealth, FreshnessPolicy, LineageEdge, Run, RunAsset
 from gateway.store.policies import governing_policy
 from gateway.store.sql import dialect_name, epoch_seconds, insert
+from gateway.types import Identifier
 
 DEFAULT_TOLERANCE = 1.0
 DEFAULT_MIN_HISTORY = 5
 CADENCE_WINDOW = 20
+BAD = ("STALE", "FAILED")
 
-_verdicts = Table(
+_metadata = MetaData()
+
+
+def _temporary(name: str, *columns: Any) -> Table:
+    return Table(name, _metadata, *columns, prefixes=["TEMPORARY"], postgresql_on_commit="DROP")
+
+
+_verdicts = _temporary(
     "sweep_verdicts",
-    MetaData(),
-    Column("asset_id", Integer, primary_key=True),
-    Column("policy_id", Integer),
+    Column("asset_id", Identifier, primary_key=True, autoincrement=False),
+    Column("policy_id", Identifier),
     Column("last_status", String(16)),
     Column("last_epoch", Float),
     Column("expected", Float),
     Column("history", Integer),
     Column("deadline_epoch", Float),
     Column("status", String(16)),
-    Column("cause_asset_id", Integer),
-    prefixes=["TEMPORARY"],
-    postgresql_on_commit="DROP",
+    # What the previous sweep left: its health row, and which kinds of alert are open.
+    Column("old_status", String(16)),
+    Column("old_policy_id", Identifier),
+    Column("old_expected", Float),
+    Column("old_cause_id", Identifier),
+    Column("open_stale", Integer),
+    Column("open_failed", Integer),
 )
+# One row per policy: what the verdict needs to know about it, joined instead of a CASE per policy.
+_policies = _temporary(
+    "sweep_policies",
+    Column("policy_id", Identifier, primary_key=True, autoincrement=False),
+    Column("kind", String(16)),
+    Column("deadline_epoch", Float),
+    Column("severity", String(8)),
+    Column("tolerance", Float),
+    Column("min_history", Integer),
+)
+# Assets downstream of a stale or failed one: the lowest such upstream id, and the step that last lowered it.
+_risk = _temporary(
+    "sweep_risk",
+    Column("asset_id", Identifier, primary_key=True, autoincrement=False),
+    Column("cause_id", Identifier),
+    Column("step", Integer),
+    Index("ix_sweep_risk_step", "step"),
+)
+_TABLES = (_verdicts, _policies, _risk)
 
 
 def _epoch(session: AsyncSession, column: Any) -> ColumnElement[float]:
@@ -67,6 +109,10 @@ def _epoch(session: AsyncSession, column: Any) -> ColumnElement[float]:
     return seconds
 
 
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 @dataclass
 class SweepResult:
     assets_checked: int = 0
@@ -74,28 +120,111 @@ class SweepResult:
     resolved: list[int] = field(default_factory=list)
 
 
-async def _create_verdicts(session: AsyncSession) -> None:
+async def _drop_temporary(session: AsyncSession) -> None:
+    # Postgres drops them at commit; SQLite keeps them for the connection's life.
     if dialect_name(session) == "sqlite":
-        await session.execute(text("DROP TABLE IF EXISTS temp.sweep_verdicts"))
-    await session.run_sync(lambda sync: _verdicts.create(sync.connection()))
+        for table in _TABLES:
+            await session.execute(text(f"DROP TABLE IF EXISTS temp.{table.name}"))
+
+
+async def _create_temporary(session: AsyncSession) -> None:
+    await _drop_temporary(session)
+    if dialect_name(session) == "postgresql":
+        # Just-in-time compilation of the sweep's large CASE expressions costs more (about half a second per
+        # statement) than it saves on a million rows.
+        await session.execute(text("SET LOCAL jit = off"))
+    await session.run_sync(lambda sync: _metadata.create_all(sync.connection(), checkfirst=False))
+
+
+async def _fill_policies(
+    session: AsyncSession, policies: Sequence[FreshnessPolicy], deadlines: dict[int, float]
+) -> None:
+    rows = [
+        {
+            "policy_id": policy.id,
+            "kind": policy.kind,
+            "deadline_epoch": deadlines.get(policy.id),
+            "severity": policy.severity,
+            "tolerance": policy.tolerance if policy.tolerance is not None else DEFAULT_TOLERANCE,
+            "min_history": policy.min_history or DEFAULT_MIN_HISTORY,
+        }
+        for policy in policies
+    ]
+    if rows:
+        await session.execute(_policies.insert(), rows)
 
 
 async def _fill_verdicts(session: AsyncSession, policies: Sequence[FreshnessPolicy]) -> int:
-    own = select(FreshnessPolicy.id).where(FreshnessPolicy.asset_id == Asset.id).scalar_subquery()
-    rows = select(
-        Asset.id,
-        governing_policy(policies, own, dialect_name(session)),
-        Asset.last_status,
-        _epoch(session, func.coalesce(Asset.last_materialized_at, Asset.created_at)),
-    ).where(Asset.deleted_at.is_(None))
-    result = await session.execute(
-        _verdicts.insert().from_select(["asset_id", "policy_id", "last_status", "last_epoch"], rows)
+    own = FreshnessPolicy.__table__.alias("own")
+    previous = AssetHealth.__table__.alias("previous")
+    open_alerts = (
+        select(
+            Alert.asset_id,
+            func.max(case((Alert.kind == "stale", 1), else_=0)).label("stale"),
+            func.max(case((Alert.kind == "failed", 1), else_=0)).label("failed"),
+        )
+        .where(Alert.resolved_at.is_(None))
+        .group_by(Alert.asset_id)
+        .subquery("open_alerts")
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    governed = (
+        select(
+            Asset.id.label("asset_id"),
+            governing_policy(policies, own.c.id, dialect_name(session)).label("policy_id"),
+            Asset.last_status.label("last_status"),
+            _epoch(session, func.coalesce(Asset.last_materialized_at, Asset.created_at)).label("last_epoch"),
+            previous.c.status.label("old_status"),
+            previous.c.policy_id.label("old_policy_id"),
+            previous.c.expected_interval_seconds.label("old_expected"),
+            previous.c.cause_asset_id.label("old_cause_id"),
+            func.coalesce(open_alerts.c.stale, 0).label("open_stale"),
+            func.coalesce(open_alerts.c.failed, 0).label("open_failed"),
+        )
+        .select_from(Asset)
+        .outerjoin(own, own.c.asset_id == Asset.id)
+        .outerjoin(previous, previous.c.asset_id == Asset.id)
+        .outerjoin(open_alerts, open_alerts.c.asset_id == Asset.id)
+        .where(Asset.deleted_at.is_(None))
+        # OFFSET 0 keeps the planner from copying the governing-policy CASE into every expression below
+        # that uses policy_id: it is evaluated once per asset.
+        .offset(0)
+        .subquery("governed")
+    )
+    g, p = governed.c, _policies.c
+    # Learned-cadence assets are UNKNOWN until `_learn_cadence` judges them.
+    status = case(
+        (g.last_status.in_(["FAIL", "ABORT"]), "FAILED"),
+        (p.deadline_epoch.is_(None), "UNKNOWN"),
+        (g.last_epoch < p.deadline_epoch, "STALE"),
+        else_="FRESH",
+    )
+    columns = ["asset_id", "policy_id", "last_status", "last_epoch", "deadline_epoch", "status", "old_status"]
+    columns += ["old_policy_id", "old_expected", "old_cause_id", "open_stale", "open_failed"]
+    rows = (
+        select(
+            g.asset_id,
+            g.policy_id,
+            g.last_status,
+            g.last_epoch,
+            p.deadline_epoch,
+            status,
+            g.old_status,
+            g.old_policy_id,
+            g.old_expected,
+            g.old_cause_id,
+            g.open_stale,
+            g.open_failed,
+        )
+        .select_from(governed)
+        .outerjoin(_policies, p.policy_id == g.policy_id)
+    )
+    result = await session.execute(_verdicts.insert().from_select(columns, rows))
+    return _rowcount(result)
 
 
-async def _learn_cadence(session: AsyncSession, auto_ids: Sequence[int]) -> None:
-    """Median gap between an asset's recent successful materializations, and how many gaps there were."""
+async def _learn_cadence(session: AsyncSession, auto_ids: Sequence[int], now_epoch: float) -> None:
+    """Median gap between an asset's recent successful materializations, and how many gaps there were;
+    then the verdict of the assets an `auto` policy governs."""
     v = _verdicts.c
     moment = _epoch(session, Run.state_time)
     recent = (
@@ -104,12 +233,10 @@ async def _learn_cadence(session: AsyncSession, auto_ids: Sequence[int]) -> None
             moment.label("t"),
             func.row_number().over(partition_by=RunAsset.asset_id, order_by=Run.state_time.desc()).label("rn"),
         )
+        .select_from(_verdicts)
+        .join(RunAsset, RunAsset.asset_id == v.asset_id)
         .join(Run, Run.id == RunAsset.run_id)
-        .where(
-            RunAsset.role == "output",
-            Run.state == "COMPLETE",
-            RunAsset.asset_id.in_(select(v.asset_id).where(v.policy_id.in_(list(auto_ids)))),
-        )
+        .where(v.policy_id.in_(list(auto_ids)), RunAsset.role == "output", Run.state == "COMPLETE")
         .subquery()
     )
     gaps = (
@@ -140,84 +267,83 @@ async def _learn_cadence(session: AsyncSession, auto_ids: Sequence[int]) -> None
         .group_by(ranked.c.asset_id)
         .subquery()
     )
-    await session.execute(
-        update(_verdicts)
-        .where(_verdicts.c.asset_id == median.c.asset_id)
-        .values(expected=median.c.median, history=median.c.n)
-    )
-
-
-async def _judge(
-    session: AsyncSession,
-    policies: Sequence[FreshnessPolicy],
-    deadlines: dict[int, float],
-    now_epoch: float,
-) -> None:
-    v = _verdicts.c
-    fixed = [(v.policy_id == policy_id, literal(deadline)) for policy_id, deadline in deadlines.items()]
-    learned = []
-    for policy in policies:
-        if policy.kind == "auto":
-            tolerance = policy.tolerance if policy.tolerance is not None else DEFAULT_TOLERANCE
-            minimum = policy.min_history or DEFAULT_MIN_HISTORY
-            learned.append(
-                (
-                    and_(v.policy_id == policy.id, v.history >= minimum),
-                    literal(now_epoch) - v.expected * (1 + tolerance),
-                )
-            )
-    whens = fixed + learned
-    deadline = case(*whens, else_=None) if whens else literal(None)
-    await session.execute(update(_verdicts).values(deadline_epoch=deadline))
+    p = _policies.c
+    enough = median.c.n >= p.min_history
+    deadline = literal(now_epoch) - median.c.median * (1 + p.tolerance)
     status = case(
-        (v.last_status.in_(["FAIL", "ABORT"]), "FAILED"),
-        (v.deadline_epoch.is_(None), "UNKNOWN"),
-        (v.last_epoch < v.deadline_epoch, "STALE"),
+        (v.status == "FAILED", "FAILED"),
+        (~enough, "UNKNOWN"),
+        (v.last_epoch < deadline, "STALE"),
         else_="FRESH",
     )
-    await session.execute(update(_verdicts).values(status=status))
-
-
-async def _mark_at_risk(session: AsyncSession) -> None:
-    """Assets downstream of a stale or failed asset are at risk; the cause is that upstream asset."""
-    v = _verdicts.c
-    roots = (
-        select(LineageEdge.downstream_id.label("asset_id"), v.asset_id.label("cause_id"))
-        .join(_verdicts, and_(LineageEdge.upstream_id == v.asset_id, LineageEdge.retired_at.is_(None)))
-        .where(v.status.in_(["STALE", "FAILED"]))
-    )
-    risk = roots.cte("risk", recursive=True)
-    step = select(LineageEdge.downstream_id, risk.c.cause_id).join(
-        risk, and_(LineageEdge.upstream_id == risk.c.asset_id, LineageEdge.retired_at.is_(None))
-    )
-    risk = risk.union(step)
-    causes = select(risk.c.asset_id, func.min(risk.c.cause_id).label("cause_id")).group_by(risk.c.asset_id).subquery()
     await session.execute(
         update(_verdicts)
-        .where(v.asset_id == causes.c.asset_id, v.status.in_(["FRESH", "UNKNOWN"]))
-        .values(status="AT_RISK", cause_asset_id=causes.c.cause_id)
+        .where(v.asset_id == median.c.asset_id, p.policy_id == v.policy_id)
+        .values(
+            expected=median.c.median,
+            history=median.c.n,
+            deadline_epoch=case((enough, deadline), else_=None),
+            status=status,
+        )
     )
 
 
-async def _open_alerts(session: AsyncSession, policies: Sequence[FreshnessPolicy], now: datetime) -> list[int]:
-    v = _verdicts.c
-    severity = case(
-        (v.status == "FAILED", "error"),
-        *[(v.policy_id == policy.id, policy.severity) for policy in policies],
-        else_="warn",
+def _downstream(source: Any, asset_id: Any, cause_id: Any, step: int) -> Any:
+    """(downstream asset, lowest cause, step) over the live lineage edges leaving `source`'s assets."""
+    return (
+        select(LineageEdge.downstream_id, func.min(cause_id), literal(step))
+        .select_from(source)
+        .join(LineageEdge, and_(LineageEdge.upstream_id == asset_id, LineageEdge.retired_at.is_(None)))
     )
+
+
+async def _mark_at_risk(session: AsyncSession) -> bool:
+    """Assets downstream of a stale or failed asset are at risk; the cause is the lowest id among those
+    upstream assets. Each step follows one hop from the assets whose cause the previous step lowered, so the
+    work is about one visit per at-risk asset, not one per (asset, upstream cause) pair. False if none."""
+    v, r = _verdicts.c, _risk.c
+    columns = ["asset_id", "cause_id", "step"]
+    roots = _downstream(_verdicts, v.asset_id, v.asset_id, 0).where(v.status.in_(BAD))
+    seeded = await session.execute(
+        _risk.insert().from_select(columns, roots.group_by(LineageEdge.downstream_id))
+    )
+    if not _rowcount(seeded):
+        return False
+    step = 0
+    while True:
+        spread = _downstream(_risk, r.asset_id, r.cause_id, step + 1).where(r.step == step)
+        statement = insert(session, _risk).from_select(columns, spread.group_by(LineageEdge.downstream_id))
+        statement = statement.on_conflict_do_update(
+            index_elements=["asset_id"],
+            set_={"cause_id": statement.excluded.cause_id, "step": statement.excluded.step},
+            where=statement.excluded.cause_id < r.cause_id,
+        )
+        if not _rowcount(await session.execute(statement)):
+            return True
+        step += 1
+
+
+async def _open_alerts(session: AsyncSession, now: datetime) -> list[int]:
+    v, p = _verdicts.c, _policies.c
+    severity = case((v.status == "FAILED", "error"), else_=func.coalesce(p.severity, "warn"))
     kind = case((v.status == "STALE", "stale"), else_="failed")
-    rows = select(
-        v.asset_id,
-        kind,
-        severity,
-        v.policy_id,
-        literal(now, Alert.opened_at.type),
-        literal({}, Alert.details.type),
-    ).where(v.status.in_(["STALE", "FAILED"]))
+    rows = (
+        select(
+            v.asset_id,
+            kind,
+            severity,
+            v.policy_id,
+            literal(now, Alert.opened_at.type),
+            literal({}, Alert.details.type),
+        )
+        .select_from(_verdicts)
+        .outerjoin(_policies, p.policy_id == v.policy_id)
+        .where(or_(and_(v.status == "STALE", v.open_stale == 0), and_(v.status == "FAILED", v.open_failed == 0)))
+    )
     statement = (
         insert(session, Alert)
         .from_select(["asset_id", "kind", "severity", "policy_id", "opened_at", "details"], rows)
+        # An alert opened since the verdicts were read (say, by a concurrent sweep) stays the only one.
         .on_conflict_do_nothing(index_elements=["asset_id", "kind"], index_where=Alert.resolved_at.is_(None))
         .returning(Alert.id)
     )
@@ -239,17 +365,25 @@ async def _resolve_alerts(session: AsyncSession, now: datetime) -> list[int]:
     return list((await session.scalars(statement)).all())
 
 
-async def _record_health(session: AsyncSession, now: datetime) -> None:
-    v, h = _verdicts.c, AssetHealth.__table__.c
-    changed = select(
-        v.asset_id, v.status, v.policy_id, v.expected, v.cause_asset_id, literal(now, AssetHealth.since.type)
-    ).where(
-        ~exists().where(
-            h.asset_id == v.asset_id,
-            h.status == v.status,
-            h.policy_id.is_not_distinct_from(v.policy_id),
-            h.expected_interval_seconds.is_not_distinct_from(v.expected),
-            h.cause_asset_id.is_not_distinct_from(v.cause_asset_id),
+async def _record_health(session: AsyncSession, now: datetime, at_risk: bool) -> None:
+    v, r = _verdicts.c, _risk.c
+    source: Any = _verdicts
+    status: ColumnElement[Any] = v.status
+    cause: ColumnElement[Any] = literal(None, Identifier)
+    if at_risk:
+        source = _verdicts.outerjoin(_risk, and_(r.asset_id == v.asset_id, v.status.in_(["FRESH", "UNKNOWN"])))
+        status = case((r.asset_id.is_not(None), "AT_RISK"), else_=v.status)
+        cause = r.cause_id
+    changed = (
+        select(v.asset_id, status, v.policy_id, v.expected, cause, literal(now, AssetHealth.since.type))
+        .select_from(source)
+        .where(
+            or_(
+                status.is_distinct_from(v.old_status),
+                v.policy_id.is_distinct_from(v.old_policy_id),
+                v.expected.is_distinct_from(v.old_expected),
+                cause.is_distinct_from(v.old_cause_id),
+            )
         )
     )
     statement = insert(session, AssetHealth).from_select(
@@ -267,7 +401,11 @@ async def _record_health(session: AsyncSession, now: datetime) -> None:
         },
     )
     await session.execute(statement)
-    await session.execute(delete(AssetHealth).where(~exists().where(v.asset_id == AssetHealth.asset_id)))
+    # Every live asset has a verdict: the rows left over are those of deleted assets.
+    deleted = select(Asset.id).where(Asset.deleted_at.is_not(None))
+    await session.execute(
+        delete(AssetHealth).where(AssetHealth.asset_id.in_(deleted)).execution_options(synchronize_session=False)
+    )
 
 
 async def sweep(
@@ -276,16 +414,18 @@ async def sweep(
     """One sweep at `now`. `deadlines` gives, per max-age or cron policy, the time before which the
     last materialization counts as stale. The caller owns the transaction."""
     result = SweepResult()
-    await _create_verdicts(session)
+    await _create_temporary(session)
+    await _fill_policies(session, policies, {pid: moment.timestamp() for pid, moment in deadlines.items()})
     result.assets_checked = await _fill_verdicts(session, policies)
     auto_ids = [policy.id for policy in policies if policy.kind == "auto"]
     if auto_ids:
-        await _learn_cadence(session, auto_ids)
-    await _judge(session, policies, {pid: moment.timestamp() for pid, moment in deadlines.items()}, now.timestamp())
-    await _mark_at_risk(session)
-    result.opened = await _open_alerts(session, policies, now)
+        await _learn_cadence(session, auto_ids, now.timestamp())
+    if dialect_name(session) == "postgresql":
+        # A temporary table has no statistics until it is analyzed; the statements below join on it.
+        await session.execute(text(f"ANALYZE {_verdicts.name}"))
+    at_risk = await _mark_at_risk(session)
+    result.opened = await _open_alerts(session, now)
     result.resolved = await _resolve_alerts(session, now)
-    await _record_health(session, now)
-    if dialect_name(session) == "sqlite":
-        await session.execute(text("DROP TABLE IF EXISTS temp.sweep_verdicts"))
+    await _record_health(session, now, at_risk)
+    await _drop_temporary(session)
     return result
