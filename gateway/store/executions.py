@@ -149,7 +149,11 @@ async def _upsert_run(
         index_elements=["run_id"],
         set_={
             "state": case((wins, new.state), else_=stored.state),
-            "state_time": case((wins, new.state_time), else_=stored.state_time),
+            "state_time": case(
+                (wins, new.state_time),
+                (and_(stored.placeholder, new.placeholder), earlier(stored.state_time, new.state_time)),
+                else_=stored.state_time,
+            ),
             "error_message": case(
                 (wins, func.coalesce(new.error_message, stored.error_message)),
                 else_=func.coalesce(stored.error_message, new.error_message),
@@ -267,12 +271,15 @@ async def _retire_job_edges(session: AsyncSession, job_id: int) -> None:
             Run.state == "COMPLETE",
             Run.state_time > LineageEdge.last_seen_at,
             # ...that wrote this edge's downstream asset, and without this edge.
-            exists().where(
+            exists()
+            .where(
                 RunAsset.run_id == Run.id,
                 RunAsset.role == "output",
                 RunAsset.asset_id == LineageEdge.downstream_id,
-            ),
+            )
+            .correlate_except(RunAsset),
         )
+        .correlate(LineageEdge)
         .scalar_subquery()
     )
     await session.execute(
@@ -287,7 +294,9 @@ async def _retire_job_edges(session: AsyncSession, job_id: int) -> None:
     )
 
 
-async def _update_output_assets(session: AsyncSession, run: Run, outputs: list[int], now: datetime) -> None:
+async def _update_output_assets(
+    session: AsyncSession, run: Run, outputs: list[int], was_complete: bool, now: datetime
+) -> None:
     if not outputs:
         return
     current = select(Run.id).where(
@@ -311,6 +320,21 @@ async def _update_output_assets(session: AsyncSession, run: Run, outputs: list[i
                 (Asset.last_materialized_at.is_(None)) | (Asset.last_materialized_at < run.state_time),
             )
             .values(last_materialized_at=run.state_time, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    elif was_complete:
+        # A later terminal event overturned this run's success: the outputs' last success is another run's.
+        latest_success = (
+            select(func.max(Run.state_time))
+            .join(RunAsset, RunAsset.run_id == Run.id)
+            .where(RunAsset.asset_id == Asset.id, RunAsset.role == "output", Run.state == "COMPLETE")
+            .correlate(Asset)
+            .scalar_subquery()
+        )
+        await session.execute(
+            update(Asset)
+            .where(Asset.id.in_(outputs))
+            .values(last_materialized_at=latest_success, updated_at=now)
             .execution_options(synchronize_session=False)
         )
 
@@ -365,10 +389,11 @@ async def record_execution(session: AsyncSession, record: ExecutionRecord, now: 
         parent_id = (await _upsert_run(session, parent, parent_job_id, None, now, placeholder=True)).id
     keys = [touch.key for touch in (*record.inputs, *record.outputs)]
     asset_ids = await ensure_assets(session, keys, now)
+    previous_state = (await session.execute(select(Run.state).where(Run.run_id == record.run_id))).scalar_one_or_none()
     run = await _upsert_run(session, record, job_id, parent_id, now)
     if keys:
         await _upsert_run_assets(session, run, record, asset_ids)
     outputs = await _upsert_run_edges(session, run)
     await _retire_job_edges(session, run.job_id)
-    await _update_output_assets(session, run, outputs, now)
+    await _update_output_assets(session, run, outputs, previous_state == "COMPLETE", now)
     return run
