@@ -39,6 +39,8 @@ class Job(Base):
     type: Mapped[str | None] = mapped_column(String(64))
     description: Mapped[str | None] = mapped_column(Text)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", Json, default=dict)
+    type_described_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    description_described_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
@@ -108,8 +110,14 @@ class Asset(Base):
     last_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
     last_status: Mapped[str | None] = mapped_column(String(16))
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # Event time of the newest producer description applied; older descriptions only fill gaps.
+    # Event time of the newest description applied (a declaration counts as one made when it was made).
     described_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Per attribute, the time of the description that set it: the newest wins each one, in any arrival order.
+    type_described_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    description_described_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    owners_described_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    tags_described_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    fields_described_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class AssetAlias(Base):

@@ -197,7 +197,9 @@ async def _apply_job_event(session: AsyncSession, event: JobEvent, now: datetime
     facets = event.job.facets
     job_type = facets.jobType.jobType or facets.jobType.processingType if facets.jobType else None
     description = facets.documentation.description if facets.documentation else None
-    job_id = await upsert_job(session, event.job.namespace, event.job.name, now, job_type, description)
+    job_id = await upsert_job(
+        session, event.job.namespace, event.job.name, now, job_type, description, described_at=event.eventTime
+    )
     asset_ids = await ensure_assets(session, resolved.values(), now)
     await declare_job_edges(
         session,

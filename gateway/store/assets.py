@@ -7,12 +7,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import literal, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.errors import Conflict, InvalidInput, NotFound
 from gateway.keys import split_key, validate_key
 from gateway.orm import Asset, AssetAlias, LineageEdge
+from gateway.store.descriptions import DESCRIBED_ATTRIBUTES, merge_described
 from gateway.store.sql import insert, later
 
 MAX_LABELS = 100
@@ -108,6 +109,7 @@ async def upsert_asset(session: AsyncSession, spec: AssetSpec, now: datetime) ->
     key = validate_key(spec.key, "asset key")
     parts = split_key(key)
     declared = _declared_values(spec)
+    described = [attribute for attribute in DESCRIBED_ATTRIBUTES if attribute in declared]
     alias_target = (await resolve_aliases(session, [key])).get(key)
     if alias_target is not None:
         raise Conflict(f"{key!r} is an alias of another asset; declare that asset by its own key")
@@ -125,22 +127,23 @@ async def upsert_asset(session: AsyncSession, spec: AssetSpec, now: datetime) ->
         "created_at": now,
         **given,
         **declared,
+        **{f"{attribute}_described_at": now for attribute in described},
         "described_at": now,
         "updated_at": now,
     }
-    # A declaration counts as a description made now: older producer events only fill what it left unset.
-    stamp = (
-        {"described_at": later(Asset.__table__.c.described_at, literal(now, Asset.described_at.type))}
-        if declared
-        else {}
-    )
-    update_values = {**given, **declared, **stamp, "updated_at": now, "deleted_at": None}
-    statement = (
-        insert(session, Asset)
-        .values(insert_values)
-        .on_conflict_do_update(index_elements=["key"], set_=update_values)
-        .returning(Asset.id)
-    )
+    statement = insert(session, Asset).values(insert_values)
+    stored, new = Asset.__table__.c, statement.excluded
+    # A declaration is a description made now: type, description, owners, tags and schema follow the same
+    # newest-wins rule as producers' descriptions; the rest is the API's alone.
+    update_values = {
+        **given,
+        **{column: value for column, value in declared.items() if column not in described},
+        **merge_described(stored, new, described),
+        "described_at": later(stored.described_at, new.described_at),
+        "updated_at": now,
+        "deleted_at": None,
+    }
+    statement = statement.on_conflict_do_update(index_elements=["key"], set_=update_values).returning(Asset.id)
     asset_id = (await session.execute(statement)).scalar_one()
     if spec.aliases:
         await add_aliases(session, asset_id, spec.aliases, "api", now)

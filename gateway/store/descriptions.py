@@ -11,16 +11,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, literal, select
+from sqlalchemy import ColumnElement, Text, and_, case, cast, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.keys import split_key, validate_key
 from gateway.orm import Asset, AssetAlias
 from gateway.store.sql import insert, later
-from gateway.types import Json
 
 _LISTS = ("owners", "tags", "fields")
 _SCALARS = ("type", "description")
+DESCRIBED_ATTRIBUTES = (*_SCALARS, *_LISTS)
 
 
 @dataclass(frozen=True)
@@ -42,12 +42,26 @@ class AssetDescription:
         return {name: list(value) if name in _LISTS else value for name, value in values.items() if value is not None}
 
 
-def _merged(column: str, stored: Any, new: Any, newer: ColumnElement[bool]) -> ColumnElement[Any]:
-    if column in _LISTS:
-        unset: ColumnElement[bool] = stored == literal([], Json)
-    else:
-        unset = stored.is_(None)
-    return case((newer | unset, new), else_=stored)
+def newest_wins(stored: Any, new: Any, attribute: str) -> ColumnElement[bool]:
+    """Does the incoming value of `attribute` replace the stored one? The newer description wins; at equal
+    times the greater value does, so that the result never depends on which arrived first."""
+    at = f"{attribute}_described_at"
+    return or_(
+        stored[at].is_(None),
+        new[at] > stored[at],
+        and_(new[at] == stored[at], cast(new[attribute], Text) > cast(stored[attribute], Text)),
+    )
+
+
+def merge_described(stored: Any, new: Any, attributes: Sequence[str]) -> dict[str, ColumnElement[Any]]:
+    """SET clauses for an upsert: each given attribute and its time, newest description first."""
+    changes: dict[str, ColumnElement[Any]] = {}
+    for attribute in attributes:
+        wins = newest_wins(stored, new, attribute)
+        at = f"{attribute}_described_at"
+        changes[attribute] = case((wins, new[attribute]), else_=stored[attribute])
+        changes[at] = case((wins, new[at]), else_=stored[at])
+    return changes
 
 
 async def _resolve(session: AsyncSession, identifiers: list[str]) -> dict[str, tuple[int, str]]:
@@ -120,14 +134,14 @@ async def _upsert_description(
         "metadata": {},
         "fields": [],
         **given,
+        **{f"{attribute}_described_at": event_time for attribute in given},
         "described_at": event_time,
         "created_at": now,
         "updated_at": now,
     }
     statement = insert(session, Asset).values(values)
     stored, new = Asset.__table__.c, statement.excluded
-    newer = stored.described_at.is_(None) | (new.described_at >= stored.described_at)
-    changes: dict[str, Any] = {name: _merged(name, stored[name], new[name], newer) for name in given}
+    changes: dict[str, Any] = merge_described(stored, new, list(given))
     changes["described_at"] = later(stored.described_at, new.described_at)
     changes["deleted_at"] = case((new.described_at > stored.deleted_at, None), else_=stored.deleted_at)
     changes["updated_at"] = now

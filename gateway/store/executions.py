@@ -374,7 +374,13 @@ async def record_execution(session: AsyncSession, record: ExecutionRecord, now: 
     """Record one event of a run: its job, state, inputs, outputs, parent, edges and asset status."""
     _validate(record)
     job_id = await upsert_job(
-        session, record.job_namespace, record.job_name, now, record.job_type, record.job_description
+        session,
+        record.job_namespace,
+        record.job_name,
+        now,
+        record.job_type,
+        record.job_description,
+        described_at=record.event_time,
     )
     parent_id = None
     if record.parent is not None and record.parent.run_id != record.run_id:

@@ -304,9 +304,7 @@ async def _mark_at_risk(session: AsyncSession) -> bool:
     v, r = _verdicts.c, _risk.c
     columns = ["asset_id", "cause_id", "step"]
     roots = _downstream(_verdicts, v.asset_id, v.asset_id, 0).where(v.status.in_(BAD))
-    seeded = await session.execute(
-        _risk.insert().from_select(columns, roots.group_by(LineageEdge.downstream_id))
-    )
+    seeded = await session.execute(_risk.insert().from_select(columns, roots.group_by(LineageEdge.downstream_id)))
     if not _rowcount(seeded):
         return False
     step = 0

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.errors import InvalidInput
 from gateway.orm import KEY_LENGTH, Job, Run
+from gateway.store.descriptions import merge_described
 from gateway.store.pagination import Cursor, Page, after_condition, ordered
 from gateway.store.sql import insert, json_merge
 
@@ -29,17 +30,27 @@ async def upsert_job(
     type: str | None = None,
     description: str | None = None,
     metadata: dict[str, Any] | None = None,
+    described_at: datetime | None = None,
 ) -> int:
+    """Create or touch a job. `type` and `description` follow the newest event that gave them
+    (`described_at`, default now), whatever order events arrive in."""
     validate_job_name(namespace, name)
-    values: dict[str, Any] = {"namespace": namespace, "name": name, "type": type, "description": description}
-    statement = insert(session, Job).values(**values, metadata=metadata or {}, created_at=now, updated_at=now)
-    changes: dict[str, Any] = {"updated_at": now}
-    if type is not None:
-        changes["type"] = type
-    if description is not None:
-        changes["description"] = description
+    moment = described_at or now
+    given = {attribute: value for attribute, value in (("type", type), ("description", description)) if value}
+    statement = insert(session, Job).values(
+        namespace=namespace,
+        name=name,
+        type=type,
+        description=description,
+        **{f"{attribute}_described_at": moment for attribute in given},
+        metadata=metadata or {},
+        created_at=now,
+        updated_at=now,
+    )
+    stored, new = Job.__table__.c, statement.excluded
+    changes: dict[str, Any] = {"updated_at": now, **merge_described(stored, new, list(given))}
     if metadata:
-        changes["metadata"] = json_merge(session, Job.__table__.c.metadata, statement.excluded.metadata)
+        changes["metadata"] = json_merge(session, stored.metadata, new.metadata)
     statement = statement.on_conflict_do_update(index_elements=["namespace", "name"], set_=changes)
     job_id: int = (await session.execute(statement.returning(Job.id))).scalar_one()
     return job_id

@@ -355,12 +355,6 @@ async def test_fail_after_complete_gives_the_sorted_state_in_any_order(db: Datab
     await assert_order_independent(db, completed_then_failed())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/store/descriptions.py _upsert_description: `described_at` is one time per asset, so an "
-    "older description fills an attribute that a newer-but-not-newest event set later (descriptions "
-    "'a'@1, 'b'@2 and none @3: arriving @1, @3, @2 keeps 'a', sorted order keeps 'b')",
-)
 async def test_dataset_description_in_any_order(db: Database) -> None:
     def described(seconds: int, run: str, description: str | None) -> dict[str, Any]:
         document = run_event(seconds, "COMPLETE", run_id=run, outputs=["mart.t"])
@@ -378,12 +372,6 @@ async def test_dataset_description_in_any_order(db: Database) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/store/jobs.py upsert_job: a job's type and description are those of the last event to "
-    "arrive, not the newest (ol-diff success/prev: the Spark application START says APPLICATION, the "
-    "later SQL events SQL_JOB; arriving START last leaves APPLICATION)",
-)
 async def test_job_type_in_any_order(db: Database) -> None:
     documents = load_documents("ol-diff/examples/success/prev/event_01_START.json") + load_documents(
         "ol-diff/examples/success/prev/event_03_COMPLETE.json"
