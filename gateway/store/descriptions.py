@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Text, and_, case, cast, or_, select
+from sqlalchemy import ColumnElement, Text, and_, case, cast, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.keys import split_key, validate_key
@@ -92,6 +92,16 @@ async def describe_assets(
     for description in sorted(descriptions, key=lambda d: d.key):
         candidates = [description.key, *sorted(description.aliases)]
         target = next((known[c][1] for c in candidates if c in known), description.key)
+        if description.key not in known and target != description.key and target in description.aliases:
+            # The asset was first seen by another of its names (a file path before its table): it takes the
+            # name this description gives it, as it would have had this event come first.
+            await _rename_asset(session, known[target][0], description)
+            known = {
+                identifier: (asset_id, description.key if key == target else key)
+                for identifier, (asset_id, key) in known.items()
+                if identifier != target
+            }
+            target = description.key
         await _upsert_description(session, target, description, event_time, now)
         for identifier in candidates:
             resolved[identifier] = target
@@ -116,6 +126,20 @@ async def describe_assets(
                 insert(session, AssetAlias).values(rows).on_conflict_do_nothing(index_elements=["alias"])
             )
     return resolved
+
+
+async def _rename_asset(session: AsyncSession, asset_id: int, description: AssetDescription) -> None:
+    parts = split_key(description.key)
+    await session.execute(
+        update(Asset)
+        .where(Asset.id == asset_id)
+        .values(
+            key=description.key,
+            namespace=description.namespace or parts.namespace,
+            name=description.name or parts.name,
+        )
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def _upsert_description(

@@ -348,7 +348,7 @@ async def test_parent_edges_with_a_late_child_in_any_order(db: Database) -> None
     )
 
 
-# --- order dependence the store still has (gateway/store/*; see each reason) --------------------------------
+# --- order dependence the store once had (each test names the case) ----------------------------------------
 
 
 async def test_fail_after_complete_gives_the_sorted_state_in_any_order(db: Database) -> None:
@@ -379,13 +379,6 @@ async def test_job_type_in_any_order(db: Database) -> None:
     await assert_order_independent(db, documents)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway/store/descriptions.py describe_assets: a dataset's identity is whichever key existed first; "
-    "a Spark file path seen without symlinks before the event naming its TABLE symlink stays the asset "
-    "(the table becomes its alias), seen after it becomes an alias of the table: asset keys, aliases and "
-    "run_assets all change with the arrival order",
-)
 async def test_symlinked_dataset_identity_in_any_order(db: Database) -> None:
     path = {"namespace": "file", "name": "/opt/spark/warehouse/t1"}
     table = {"identifiers": [{"namespace": "hive://metastore:9083", "name": "default.t1", "type": "TABLE"}]}
