@@ -21,6 +21,7 @@ from monitors.freshness import monitor_from_settings
 from monitors.scheduler import LeaderLock, ScheduledJob, Scheduler
 from schema import build_schema
 from schema.http import GatewayGraphQL
+from shippers.service import runners_from_settings
 
 logger = logging.getLogger("gateway")
 
@@ -52,7 +53,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
     db = Database(settings)
     monitor = monitor_from_settings(db, settings)
-    graphql = GatewayGraphQL(build_schema(settings), db, settings, {monitor.name: monitor})
+    shippers = runners_from_settings(db, settings)
+    graphql = GatewayGraphQL(build_schema(settings), db, settings, {monitor.name: monitor}, shippers)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -62,12 +64,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
         scheduler = Scheduler(LeaderLock(settings))
         if settings.scheduler_enabled:
             scheduler.add(ScheduledJob(monitor.name, monitor.run, interval_seconds=settings.monitor_interval_seconds))
+            for runner in shippers.values():
+                scheduler.add(
+                    ScheduledJob(
+                        f"shipper:{runner.name}",
+                        runner.run,
+                        interval_seconds=runner.spec.interval_seconds,
+                        cron=runner.spec.cron,
+                    )
+                )
             scheduler.start()
         try:
             yield
         finally:
             await scheduler.shutdown()
             await monitor.aclose()
+            for runner in shippers.values():
+                await runner.aclose()
             await db.dispose()
 
     app = Starlette(
@@ -83,5 +96,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     )
     app.state.db = db
     app.state.monitor = monitor
+    app.state.shippers = shippers
     app.state.settings = settings
     return app

@@ -202,6 +202,42 @@ def demo(ctx: click.Context, days: int) -> None:
     click.echo(f"loaded {len(ASSETS)} assets and {runs} executions into {Database.describe(settings)}")
 
 
+@main.command()
+@click.argument("name")
+@click.option("--full", is_flag=True, help="Re-export everything, then continue from the feed's head.")
+@click.pass_context
+def ship(ctx: click.Context, name: str, full: bool) -> None:
+    """Run the shipper NAME (from the settings' `shippers:`) now, to the end of the change feed."""
+    from shippers.runner import ShipReport
+    from shippers.service import runners_from_settings
+
+    settings = _settings(ctx)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+
+    async def run(db: Database) -> ShipReport:
+        if settings.should_auto_migrate:
+            await migrate(db.engine)
+        try:
+            runners = runners_from_settings(db, settings)
+        except ValueError as error:
+            raise click.UsageError(f"invalid shipper settings: {error}") from error
+        if name not in runners:
+            raise click.UsageError(f"no shipper named {name!r}; configured: {', '.join(sorted(runners)) or 'none'}")
+        runner = runners[name]
+        try:
+            with click.progressbar(length=0, label=f"shipping {name}", file=sys.stderr) as bar:
+                return await runner.run(full=full, progress=bar.update)
+        finally:
+            for each in runners.values():
+                await each.aclose()
+
+    report = _with_database(settings, run)
+    what = "entities" if report.full else "changes"
+    click.echo(f"{name}: shipped {report.shipped} {what} in {report.batches} batches, {report.parked} parked")
+    if report.error:
+        raise click.ClickException(f"{name} stopped: {report.error}")
+
+
 @main.group()
 def monitor() -> None:
     """Freshness monitors."""

@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, MetaData, String, Text, UniqueConstraint, false, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from gateway.types import Identifier, Json, SortableString, UTCDateTime
@@ -90,6 +101,13 @@ class Asset(Base):
             "metadata",
             postgresql_using="gin",
             postgresql_ops={"metadata": "jsonb_path_ops"},
+        ),
+        # The freshness sweep's deleted assets (migration 0005).
+        Index(
+            "ix_assets_deleted",
+            "id",
+            sqlite_where=text("deleted_at IS NOT NULL"),
+            postgresql_where=text("deleted_at IS NOT NULL"),
         ),
     )
 
@@ -176,6 +194,14 @@ class LineageEdge(Base):
         Index(None, "upstream_id", "downstream_id"),
         Index(None, "downstream_id", "upstream_id"),
         Index(None, "job_id"),
+        # The freshness sweep's AT_RISK steps: index-only over the live edges (migration 0005).
+        Index(
+            "ix_lineage_edges_live",
+            "upstream_id",
+            "downstream_id",
+            sqlite_where=text("retired_at IS NULL"),
+            postgresql_where=text("retired_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Identifier, primary_key=True)
@@ -336,3 +362,61 @@ class MonitorRun(Base):
     alerts_opened: Mapped[int] = mapped_column(default=0)
     alerts_resolved: Mapped[int] = mapped_column(default=0)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+CHANGE_ENTITIES = ("asset", "run", "job", "edge")
+
+
+class Change(Base):
+    """The change feed: written by triggers in the transaction that changed the row (migration 0006).
+
+    `txid` is the writing transaction's id on Postgres (0 on SQLite, whose writers are serialised):
+    readers take only rows of transactions older than every running one, so a cursor of (txid, id)
+    never passes a change that commits late.
+    """
+
+    __tablename__ = "changes"
+    __table_args__ = (
+        CheckConstraint(f"entity IN {CHANGE_ENTITIES!r}", name="entity"),
+        Index(None, "txid", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Identifier, primary_key=True)
+    txid: Mapped[int] = mapped_column(BigInteger)
+    entity: Mapped[str] = mapped_column(String(8))
+    entity_id: Mapped[int] = mapped_column(BigInteger)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ShipperState(Base):
+    """Each shipper's durable cursor into the change feed, and what it has done."""
+
+    __tablename__ = "shipper_state"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    cursor_txid: Mapped[int] = mapped_column(BigInteger, default=0)
+    cursor_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    shipped: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    failures: Mapped[int] = mapped_column(default=0)
+
+
+class ParkedBatch(Base):
+    """A batch the target kept refusing: set aside (dead letter) so that the feed moves on."""
+
+    __tablename__ = "parked_batches"
+    __table_args__ = (Index(None, "shipper", "parked_at"),)
+
+    id: Mapped[int] = mapped_column(Identifier, primary_key=True)
+    shipper: Mapped[str] = mapped_column(String(100))
+    from_txid: Mapped[int] = mapped_column(BigInteger)
+    from_id: Mapped[int] = mapped_column(BigInteger)
+    to_txid: Mapped[int] = mapped_column(BigInteger)
+    to_id: Mapped[int] = mapped_column(BigInteger)
+    changes: Mapped[int] = mapped_column()
+    attempts: Mapped[int] = mapped_column()
+    error: Mapped[str] = mapped_column(Text)
+    parked_at: Mapped[datetime] = mapped_column(UTCDateTime)

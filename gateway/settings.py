@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     notification_max_attempts: int = Field(default=5, ge=1, le=100)
     freshness_policies: list[dict[str, Any]] = Field(default_factory=list)
     notifiers: list[dict[str, Any]] = Field(default_factory=list)
+    shippers: list[dict[str, Any]] = Field(default_factory=list)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_batch_events: int = Field(default=10_000, ge=1)
     max_page_size: int = Field(default=500, ge=1, le=500)

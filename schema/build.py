@@ -26,6 +26,7 @@ from schema.errors import ErrorCodes, code_errors, log_errors
 from schema.monitoring import MonitoringMutation, MonitoringQuery
 from schema.mutations import Mutation
 from schema.queries import Query
+from schema.shipping import ShippingMutation, ShippingQuery
 from schema.strings import StorableStrings, variables_error
 from schema.types.asset import Asset
 from schema.types.execution import Execution
@@ -75,8 +76,8 @@ def build_schema(settings: Settings | None = None) -> GatewaySchema:
         lambda: AddValidationRules([StorableStrings]),
     ]
     return GatewaySchema(
-        query=merge_types("Query", (Query, MonitoringQuery)),
-        mutation=merge_types("Mutation", (Mutation, MonitoringMutation)),
+        query=merge_types("Query", (Query, MonitoringQuery, ShippingQuery)),
+        mutation=merge_types("Mutation", (Mutation, MonitoringMutation, ShippingMutation)),
         types=ENTITIES,
         extensions=extensions,
         config=StrawberryConfig(auto_camel_case=True),

@@ -21,6 +21,7 @@ class Context:
     request: Any = None
     response: Any = None
     monitors: dict[str, Any] = field(default_factory=dict)
+    shippers: dict[str, Any] = field(default_factory=dict)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @classmethod
@@ -31,9 +32,16 @@ class Context:
         request: Any = None,
         response: Any = None,
         monitors: dict[str, Any] | None = None,
+        shippers: dict[str, Any] | None = None,
     ) -> Context:
         return cls(
-            db=db, settings=settings, loaders=Loaders(db), request=request, response=response, monitors=monitors or {}
+            db=db,
+            settings=settings,
+            loaders=Loaders(db),
+            request=request,
+            response=response,
+            monitors=monitors or {},
+            shippers=shippers or {},
         )
 
     def now(self) -> datetime:

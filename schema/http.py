@@ -21,15 +21,21 @@ from schema.context import Context
 
 class GatewayGraphQL(GraphQL[Context, None]):
     def __init__(
-        self, schema: GatewaySchema, db: Database, settings: Settings, monitors: dict[str, Any] | None = None
+        self,
+        schema: GatewaySchema,
+        db: Database,
+        settings: Settings,
+        monitors: dict[str, Any] | None = None,
+        shippers: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(schema, graphql_ide="graphiql" if settings.graphiql else None)
         self.db = db
         self.settings = settings
         self.monitors = monitors or {}
+        self.shippers = shippers or {}
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
-        return Context.create(self.db, self.settings, request, response, self.monitors)
+        return Context.create(self.db, self.settings, request, response, self.monitors, self.shippers)
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)

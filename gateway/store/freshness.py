@@ -9,9 +9,9 @@ Statements run over per-sweep temporary tables, never a Python loop per asset:
    assets whose cause changed (a fixed point, so cycles end), instead of every (asset, cause) pair;
 4. open and resolve alerts; 5. rewrite asset_health only where the verdict changed.
 
-Nothing reads asset_health or alerts in a statement that writes the same table: the previous state is read
-once, in step 1. (A NOT EXISTS against the table being written is quadratic when the planner believes that
-table is empty: it scans it again for every row inserted.)
+No INSERT reads the table it writes: the previous state of asset_health and alerts is read once, in step 1.
+(An INSERT ... WHERE NOT EXISTS against its own table is quadratic when the planner believes that table is
+empty, as it does after an ANALYZE of an empty table: it scans the table again for every row inserted.)
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from sqlalchemy import (
     and_,
     case,
     delete,
-    exists,
     func,
     literal,
     or_,
@@ -60,15 +59,13 @@ def _temporary(name: str, *columns: Any) -> Table:
     return Table(name, _metadata, *columns, prefixes=["TEMPORARY"], postgresql_on_commit="DROP")
 
 
+# No primary key: maintaining its index costs more, on a million rows, than the joins on asset_id save.
 _verdicts = _temporary(
     "sweep_verdicts",
-    Column("asset_id", Identifier, primary_key=True, autoincrement=False),
+    Column("asset_id", Identifier, nullable=False),
     Column("policy_id", Identifier),
-    Column("last_status", String(16)),
     Column("last_epoch", Float),
     Column("expected", Float),
-    Column("history", Integer),
-    Column("deadline_epoch", Float),
     Column("status", String(16)),
     # What the previous sweep left: its health row, and which kinds of alert are open.
     Column("old_status", String(16)),
@@ -82,7 +79,6 @@ _verdicts = _temporary(
 _policies = _temporary(
     "sweep_policies",
     Column("policy_id", Identifier, primary_key=True, autoincrement=False),
-    Column("kind", String(16)),
     Column("deadline_epoch", Float),
     Column("severity", String(8)),
     Column("tolerance", Float),
@@ -102,11 +98,14 @@ _TABLES = (_verdicts, _policies, _risk)
 def _epoch(session: AsyncSession, column: Any) -> ColumnElement[float]:
     """Seconds since 1970, exact to the millisecond on SQLite too. There `epoch_seconds` goes through
     julianday(), a float of days that puts a whole second some 10 µs off either way: enough to judge a
-    materialization made exactly at a cron tick as before it. SQLite keeps times to the millisecond."""
+    materialization made exactly at a cron tick as before it. SQLite keeps times to the millisecond.
+
+    On Postgres, date_part() gives the same value as a double; extract() would compute it as a numeric,
+    several times slower over a million rows (and the arithmetic on it, in the cadence windows, too)."""
+    if dialect_name(session) == "postgresql":
+        return func.date_part("epoch", column, type_=Float)
     seconds = epoch_seconds(session, column)
-    if dialect_name(session) == "sqlite":
-        return func.round(seconds * 1000.0) / 1000.0  # type: ignore[return-value]
-    return seconds
+    return func.round(seconds * 1000.0) / 1000.0  # type: ignore[return-value]
 
 
 def _rowcount(result: Any) -> int:
@@ -142,7 +141,6 @@ async def _fill_policies(
     rows = [
         {
             "policy_id": policy.id,
-            "kind": policy.kind,
             "deadline_epoch": deadlines.get(policy.id),
             "severity": policy.severity,
             "tolerance": policy.tolerance if policy.tolerance is not None else DEFAULT_TOLERANCE,
@@ -198,15 +196,13 @@ async def _fill_verdicts(session: AsyncSession, policies: Sequence[FreshnessPoli
         (g.last_epoch < p.deadline_epoch, "STALE"),
         else_="FRESH",
     )
-    columns = ["asset_id", "policy_id", "last_status", "last_epoch", "deadline_epoch", "status", "old_status"]
-    columns += ["old_policy_id", "old_expected", "old_cause_id", "open_stale", "open_failed"]
+    columns = ["asset_id", "policy_id", "last_epoch", "status", "old_status", "old_policy_id", "old_expected"]
+    columns += ["old_cause_id", "open_stale", "open_failed"]
     rows = (
         select(
             g.asset_id,
             g.policy_id,
-            g.last_status,
             g.last_epoch,
-            p.deadline_epoch,
             status,
             g.old_status,
             g.old_policy_id,
@@ -227,11 +223,16 @@ async def _learn_cadence(session: AsyncSession, auto_ids: Sequence[int], now_epo
     then the verdict of the assets an `auto` policy governs."""
     v = _verdicts.c
     moment = _epoch(session, Run.state_time)
+
+    def newest_first(function: Any) -> Any:
+        return function.over(partition_by=RunAsset.asset_id, order_by=Run.state_time.desc())
+
+    # One window: each run's rank from the newest, and the gap back to the run before it.
     recent = (
         select(
             RunAsset.asset_id.label("asset_id"),
-            moment.label("t"),
-            func.row_number().over(partition_by=RunAsset.asset_id, order_by=Run.state_time.desc()).label("rn"),
+            newest_first(func.row_number()).label("rn"),
+            (moment - newest_first(func.lead(moment))).label("gap"),
         )
         .select_from(_verdicts)
         .join(RunAsset, RunAsset.asset_id == v.asset_id)
@@ -239,26 +240,14 @@ async def _learn_cadence(session: AsyncSession, auto_ids: Sequence[int], now_epo
         .where(v.policy_id.in_(list(auto_ids)), RunAsset.role == "output", Run.state == "COMPLETE")
         .subquery()
     )
-    gaps = (
-        select(
-            recent.c.asset_id,
-            (recent.c.t - func.lead(recent.c.t).over(partition_by=recent.c.asset_id, order_by=recent.c.rn)).label(
-                "gap"
-            ),
-        )
-        .where(recent.c.rn <= CADENCE_WINDOW + 1)
-        .subquery()
-    )
-    ranked = (
-        select(
-            gaps.c.asset_id,
-            gaps.c.gap,
-            func.row_number().over(partition_by=gaps.c.asset_id, order_by=gaps.c.gap).label("i"),
-            func.count().over(partition_by=gaps.c.asset_id).label("n"),
-        )
-        .where(gaps.c.gap.is_not(None))
-        .subquery()
-    )
+    # The gaps between the newest CADENCE_WINDOW + 1 runs.
+    gaps = recent.select().where(recent.c.rn <= CADENCE_WINDOW, recent.c.gap.is_not(None)).subquery()
+    ranked = select(
+        gaps.c.asset_id,
+        gaps.c.gap,
+        func.row_number().over(partition_by=gaps.c.asset_id, order_by=gaps.c.gap).label("i"),
+        func.count().over(partition_by=gaps.c.asset_id).label("n"),
+    ).subquery()
     median = (
         select(ranked.c.asset_id, func.avg(ranked.c.gap).label("median"), func.max(ranked.c.n).label("n"))
         # Floor division (SQLAlchemy 2 compiles `/` on integers as true division): the middle row,
@@ -279,12 +268,7 @@ async def _learn_cadence(session: AsyncSession, auto_ids: Sequence[int], now_epo
     await session.execute(
         update(_verdicts)
         .where(v.asset_id == median.c.asset_id, p.policy_id == v.policy_id)
-        .values(
-            expected=median.c.median,
-            history=median.c.n,
-            deadline_epoch=case((enough, deadline), else_=None),
-            status=status,
-        )
+        .values(expected=median.c.median, status=status)
     )
 
 
@@ -349,18 +333,27 @@ async def _open_alerts(session: AsyncSession, now: datetime) -> list[int]:
 
 
 async def _resolve_alerts(session: AsyncSession, now: datetime) -> list[int]:
+    """An open alert ends when its asset's verdict no longer matches its kind, or the asset was deleted."""
     v = _verdicts.c
-    still = exists().where(
-        v.asset_id == Alert.asset_id, v.status == case((Alert.kind == "stale", "STALE"), else_="FAILED")
+    ended = or_(
+        and_(Alert.kind == "stale", v.open_stale == 1, v.status != "STALE"),
+        and_(Alert.kind == "failed", v.open_failed == 1, v.status != "FAILED"),
     )
-    statement = (
-        update(Alert)
-        .where(Alert.resolved_at.is_(None), ~still)
-        .values(resolved_at=now)
-        .returning(Alert.id)
-        .execution_options(synchronize_session=False)
-    )
-    return list((await session.scalars(statement)).all())
+    resolved: list[int] = []
+    for condition in (
+        # The verdicts say which assets had an open alert: only those rows are joined.
+        and_(Alert.asset_id == v.asset_id, ended),
+        Alert.asset_id.in_(select(Asset.id).where(Asset.deleted_at.is_not(None))),
+    ):
+        statement = (
+            update(Alert)
+            .where(Alert.resolved_at.is_(None), condition)
+            .values(resolved_at=now)
+            .returning(Alert.id)
+            .execution_options(synchronize_session=False)
+        )
+        resolved += (await session.scalars(statement)).all()
+    return resolved
 
 
 async def _record_health(session: AsyncSession, now: datetime, at_risk: bool) -> None:
@@ -415,12 +408,12 @@ async def sweep(
     await _create_temporary(session)
     await _fill_policies(session, policies, {pid: moment.timestamp() for pid, moment in deadlines.items()})
     result.assets_checked = await _fill_verdicts(session, policies)
-    auto_ids = [policy.id for policy in policies if policy.kind == "auto"]
-    if auto_ids:
-        await _learn_cadence(session, auto_ids, now.timestamp())
     if dialect_name(session) == "postgresql":
         # A temporary table has no statistics until it is analyzed; the statements below join on it.
         await session.execute(text(f"ANALYZE {_verdicts.name}"))
+    auto_ids = [policy.id for policy in policies if policy.kind == "auto"]
+    if auto_ids:
+        await _learn_cadence(session, auto_ids, now.timestamp())
     at_risk = await _mark_at_risk(session)
     result.opened = await _open_alerts(session, now)
     result.resolved = await _resolve_alerts(session, now)

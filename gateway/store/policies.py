@@ -104,7 +104,9 @@ def selector_condition(selector: dict[str, str], dialect: str) -> ColumnElement[
 def governing_policy(
     policies: Sequence[FreshnessPolicy], asset_policy_id: Any, dialect: str
 ) -> ColumnElement[int | None]:
-    """SQL: the id of the policy that governs each asset row (NULL when none does)."""
+    """SQL: the id of the policy that governs each asset row (NULL when none does). `asset_policy_id` is the
+    id of the asset's own policy, NULL when it has none: a column of `freshness_policies` left-joined on
+    `asset_id`, rather than a subquery run once per asset."""
     selectors = sorted(
         (p for p in policies if p.asset_id is None and p.selector),
         key=lambda p: (specificity(p), p.name),
@@ -209,10 +211,11 @@ async def governing_policy_ids(
         return {}
     from gateway.store.sql import dialect_name
 
-    own = select(FreshnessPolicy.id).where(FreshnessPolicy.asset_id == Asset.id).scalar_subquery()
+    own = FreshnessPolicy.__table__.alias("own")
     rows = await session.execute(
-        select(Asset.id, governing_policy(policies, own, dialect_name(session))).where(
-            Asset.id.in_(sorted(set(asset_ids)))
-        )
+        select(Asset.id, governing_policy(policies, own.c.id, dialect_name(session)))
+        .select_from(Asset)
+        .outerjoin(own, own.c.asset_id == Asset.id)
+        .where(Asset.id.in_(sorted(set(asset_ids))))
     )
     return dict(rows.all())
