@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.errors import Conflict, NotFound
 from gateway.orm import Alert, AlertDelivery, Asset, AssetHealth, MonitorRun
-from gateway.store.pagination import Cursor, Page, after_condition, ordered
+from gateway.store.pagination import KeysetOrder, Page, keyset_page
 from gateway.store.sql import insert
 
 ALERT_ORDER = "OPENED_AT_DESC"
@@ -53,17 +53,15 @@ def _conditions(f: AlertFilter) -> list[ColumnElement[bool]]:
     return conditions
 
 
+ALERTS_NEWEST_FIRST: KeysetOrder[Alert] = KeysetOrder(
+    ALERT_ORDER, Alert.opened_at, Alert.id, True, True, lambda alert: alert.opened_at, lambda alert: alert.id
+)
+
+
 async def list_alerts(session: AsyncSession, alert_filter: AlertFilter, first: int, after: str | None) -> Page[Alert]:
     """Alerts, newest first."""
-    conditions = _conditions(alert_filter)
-    if after:
-        cursor = Cursor.decode(after, ALERT_ORDER, is_time=True)
-        conditions.append(after_condition(Alert.opened_at, Alert.id, cursor, descending=True))
-    statement = select(Alert).where(*conditions).order_by(*ordered(Alert.opened_at, Alert.id, True)).limit(first + 1)
-    rows = list((await session.scalars(statement)).all())
-    items = rows[:first]
-    cursors = [Cursor(ALERT_ORDER, alert.opened_at, alert.id).encode() for alert in items]
-    return Page(items, cursors, len(rows) > first)
+    statement = select(Alert).where(*_conditions(alert_filter))
+    return await keyset_page(session, statement, ALERTS_NEWEST_FIRST, first, after)
 
 
 async def count_alerts(session: AsyncSession, alert_filter: AlertFilter) -> int:

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.orm import Asset
 from gateway.store.asset_filters import AssetFilter, asset_conditions
-from gateway.store.pagination import Column, Cursor, Page, after_condition, ordered
+from gateway.store.pagination import Column, KeysetOrder, Page, keyset_page
 from gateway.store.sql import dialect_name
 
 
@@ -47,15 +47,11 @@ async def list_assets(
     order: AssetOrder = AssetOrder.KEY,
 ) -> Page[Asset]:
     column, descending, is_time = _ORDER_COLUMNS[order]
-    conditions = asset_conditions(asset_filter, dialect_name(session))
-    if after:
-        cursor = Cursor.decode(after, order.value, is_time)
-        conditions.append(after_condition(column, Asset.id, cursor, descending))
-    statement = select(Asset).where(*conditions).order_by(*ordered(column, Asset.id, descending)).limit(first + 1)
-    rows = list((await session.scalars(statement)).all())
-    items = rows[:first]
-    cursors = [Cursor(order.value, _sort_value(asset, order), asset.id).encode() for asset in items]
-    return Page(items=items, cursors=cursors, has_next_page=len(rows) > first)
+    keyset: KeysetOrder[Asset] = KeysetOrder(
+        order.value, column, Asset.id, descending, is_time, lambda asset: _sort_value(asset, order), lambda a: a.id
+    )
+    statement = select(Asset).where(*asset_conditions(asset_filter, dialect_name(session)))
+    return await keyset_page(session, statement, keyset, first, after)
 
 
 async def count_assets(session: AsyncSession, asset_filter: AssetFilter) -> int:

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.errors import InvalidInput
 from gateway.orm import KEY_LENGTH, Job, Run
 from gateway.store.descriptions import merge_described
-from gateway.store.pagination import Cursor, Page, after_condition, ordered
+from gateway.store.pagination import KeysetOrder, Page, keyset_page
 from gateway.store.sql import insert, json_merge
 
 
@@ -88,6 +88,17 @@ async def read_latest_runs_by_job_ids(session: AsyncSession, job_ids: Sequence[i
     return {run.job_id: run for run in rows}
 
 
+JOBS_BY_NAME: KeysetOrder[Job] = KeysetOrder(
+    "JOB",
+    Job.namespace + "/" + Job.name,
+    Job.id,
+    False,
+    False,
+    lambda job: f"{job.namespace}/{job.name}",
+    lambda j: j.id,
+)
+
+
 async def list_jobs(
     session: AsyncSession, namespace: str | None, search: str | None, first: int, after: str | None
 ) -> Page[Job]:
@@ -96,11 +107,4 @@ async def list_jobs(
         conditions.append(Job.namespace == namespace)
     if search:
         conditions.append(Job.name.icontains(search, autoescape=True))
-    full_name = Job.namespace + "/" + Job.name
-    if after:
-        conditions.append(after_condition(full_name, Job.id, Cursor.decode(after, "JOB"), False))
-    statement = select(Job).where(*conditions).order_by(*ordered(full_name, Job.id, False)).limit(first + 1)
-    rows = list((await session.scalars(statement)).all())
-    items = rows[:first]
-    cursors = [Cursor("JOB", f"{job.namespace}/{job.name}", job.id).encode() for job in items]
-    return Page(items, cursors, len(rows) > first)
+    return await keyset_page(session, select(Job).where(*conditions), JOBS_BY_NAME, first, after)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 import orjson
-from sqlalchemy import ColumnElement, and_, or_
+from sqlalchemy import ColumnElement, Select, and_, or_
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import QueryableAttribute
 
 from gateway.errors import InvalidInput
@@ -70,3 +71,34 @@ def ordered(column: Column, id_column: Column, descending: bool) -> list[Any]:
     if descending:
         return [column.desc().nulls_last(), id_column.desc()]
     return [column.asc().nulls_last(), id_column.asc()]
+
+
+@dataclass(frozen=True)
+class KeysetOrder(Generic[T]):
+    """How one list is ordered: by `column` then `id_column`, and how to read both from a row."""
+
+    name: str
+    column: Column
+    id_column: Column
+    descending: bool
+    holds_times: bool
+    sort_value: Callable[[T], Any]
+    row_id: Callable[[T], int]
+
+
+async def keyset_page(
+    session: AsyncSession,
+    statement: Select[T],
+    order: KeysetOrder[T],
+    first: int,
+    after: str | None,
+) -> Page[T]:
+    """One page of `statement` (which selects one entity) after the cursor, in `order`."""
+    if after:
+        cursor = Cursor.decode(after, order.name, order.holds_times)
+        statement = statement.where(after_condition(order.column, order.id_column, cursor, order.descending))
+    statement = statement.order_by(*ordered(order.column, order.id_column, order.descending)).limit(first + 1)
+    rows = list((await session.scalars(statement)).all())
+    items = rows[:first]
+    cursors = [Cursor(order.name, order.sort_value(row), order.row_id(row)).encode() for row in items]
+    return Page(items, cursors, len(rows) > first)

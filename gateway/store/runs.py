@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.orm import Job, Run, RunAsset
-from gateway.store.pagination import Cursor, Page, after_condition, ordered
+from gateway.store.pagination import KeysetOrder, Page, keyset_page
 
 EXECUTION_ORDER = "EVENT_TIME_DESC"
 
@@ -90,17 +90,18 @@ def _run_conditions(run_filter: RunFilter) -> list[ColumnElement[bool]]:
     return conditions
 
 
+RUNS_NEWEST_FIRST: KeysetOrder[Run] = KeysetOrder(
+    EXECUTION_ORDER, Run.event_time, Run.id, True, True, lambda run: run.event_time, lambda run: run.id
+)
+AUDIT_NEWEST_FIRST: KeysetOrder[RunAsset] = KeysetOrder(
+    EXECUTION_ORDER, RunAsset.event_time, RunAsset.id, True, True, lambda row: row.event_time, lambda row: row.id
+)
+
+
 async def list_runs(session: AsyncSession, run_filter: RunFilter, first: int, after: str | None) -> Page[Run]:
     """Runs, newest event first."""
-    conditions = _run_conditions(run_filter)
-    if after:
-        cursor = Cursor.decode(after, EXECUTION_ORDER, is_time=True)
-        conditions.append(after_condition(Run.event_time, Run.id, cursor, descending=True))
-    statement = select(Run).where(*conditions).order_by(*ordered(Run.event_time, Run.id, True)).limit(first + 1)
-    rows = list((await session.scalars(statement)).all())
-    items = rows[:first]
-    cursors = [Cursor(EXECUTION_ORDER, run.event_time, run.id).encode() for run in items]
-    return Page(items, cursors, len(rows) > first)
+    statement = select(Run).where(*_run_conditions(run_filter))
+    return await keyset_page(session, statement, RUNS_NEWEST_FIRST, first, after)
 
 
 async def list_asset_executions(
@@ -110,16 +111,7 @@ async def list_asset_executions(
     conditions: list[ColumnElement[bool]] = [RunAsset.asset_id == asset_id]
     if role is not None:
         conditions.append(RunAsset.role == role)
-    if after:
-        cursor = Cursor.decode(after, EXECUTION_ORDER, is_time=True)
-        conditions.append(after_condition(RunAsset.event_time, RunAsset.id, cursor, descending=True))
-    statement = (
-        select(RunAsset).where(*conditions).order_by(*ordered(RunAsset.event_time, RunAsset.id, True)).limit(first + 1)
-    )
-    rows = list((await session.scalars(statement)).all())
-    items = rows[:first]
-    cursors = [Cursor(EXECUTION_ORDER, row.event_time, row.id).encode() for row in items]
-    return Page(items, cursors, len(rows) > first)
+    return await keyset_page(session, select(RunAsset).where(*conditions), AUDIT_NEWEST_FIRST, first, after)
 
 
 async def read_producer_consumer_job_ids(
