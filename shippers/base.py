@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
+from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
 
@@ -55,6 +56,13 @@ def shipper_kinds() -> dict[str, type[AssetShipper]]:
     """Built-in kinds plus those installed packages declare under the entry-point group."""
     import shippers.file
     import shippers.openlineage  # noqa: F401 - importing registers the built-ins
+
+    try:  # the `datahub` kind needs the [datahub] extra (acryl-datahub)
+        import_module("shippers.datahub")
+    except ImportError as error:
+        if not (error.name or "").startswith("datahub"):
+            raise
+        logger.debug("shipper kind `datahub` unavailable: %s", error)
 
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         if entry.name not in _REGISTRY:
@@ -111,7 +119,13 @@ def create_shipper(spec: ShipperSpec) -> AssetShipper:
         config = shipper_class.config_class.model_validate(spec.config)
     except ValidationError as error:
         raise ValueError(f"shipper {spec.name!r} ({spec.kind}): {error}") from None
-    return shipper_class(spec.name, config)
+    try:
+        return shipper_class(spec.name, config)
+    except Exception as error:
+        # A shipper builds its client from the config (an openlineage-python transport, say), and such clients
+        # refuse a bad config with any kind of exception (RuntimeError for a missing url, ImportError for an
+        # unknown transport type...): each is a settings error naming the shipper.
+        raise ValueError(f"shipper {spec.name!r} ({spec.kind}): {type(error).__name__}: {error}") from error
 
 
 def parse_shippers(raw: list[dict[str, Any]]) -> list[ShipperSpec]:

@@ -105,7 +105,7 @@ class ShipperRunner:
                 await feed.park_batch(
                     session, self.name, first, last, len(read.changes), failures * self.spec.max_attempts, error, now
                 )
-                await feed.advance_cursor(session, self.name, last, 0, now)
+                await feed.skip_parked(session, self.name, last, error, now)
             logger.error(
                 "shipper %s parked %d changes after %d failed runs: %s", self.name, batch.changes, failures, error
             )
@@ -126,7 +126,9 @@ class ShipperRunner:
                     ids = await feed.page_entity_ids(session, entity, after, self.spec.batch_size)
                     if not ids:
                         break
-                    batch = await load_batch(session, Touched(**{f"{entity}s": set(ids)}), self.filters)
+                    touched = Touched(versions=await feed.read_latest_changes(session, entity, ids))
+                    getattr(touched, f"{entity}s").update(ids)
+                    batch = await load_batch(session, touched, self.filters)
                 error = await self._ship(batch) if len(batch) else None
                 if error is not None:
                     async with self.db.transaction() as session:

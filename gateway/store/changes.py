@@ -98,6 +98,16 @@ async def advance_cursor(session: AsyncSession, name: str, cursor: Cursor, shipp
     )
 
 
+async def skip_parked(session: AsyncSession, name: str, cursor: Cursor, error: str, now: datetime) -> None:
+    """Move the cursor past a parked batch: nothing was shipped, so the last success and the shipped count stay
+    as they were and the error stays visible; the failed-run count starts again for the next batch."""
+    await session.execute(
+        update(ShipperState)
+        .where(ShipperState.name == name)
+        .values(cursor_txid=cursor[0], cursor_id=cursor[1], last_run_at=now, last_error=error[:2000], failures=0)
+    )
+
+
 async def record_failure(session: AsyncSession, name: str, error: str, now: datetime) -> None:
     await session.execute(
         update(ShipperState)
@@ -150,6 +160,21 @@ async def read_edges_by_ids(session: AsyncSession, ids: Sequence[int]) -> list[L
         select(LineageEdge).where(LineageEdge.id.in_(sorted(set(ids)))).order_by(LineageEdge.id)
     )
     return list(rows.all())
+
+
+async def read_latest_changes(
+    session: AsyncSession, entity: str, ids: Sequence[int]
+) -> dict[tuple[str, int], tuple[int, datetime]]:
+    """(entity, row id) -> (id, time) of the newest change of each row, for full exports (rows never changed
+    since the feed began have none). Change ids grow with every change of a row: its writers hold the row lock."""
+    if not ids:
+        return {}
+    rows = await session.execute(
+        select(Change.entity_id, func.max(Change.id), func.max(Change.changed_at))
+        .where(Change.entity == entity, Change.entity_id.in_(sorted(set(ids))))
+        .group_by(Change.entity_id)
+    )
+    return {(entity, int(entity_id)): (int(change_id), changed_at) for entity_id, change_id, changed_at in rows}
 
 
 async def page_entity_ids(session: AsyncSession, entity: str, after: int, limit: int) -> list[int]:
