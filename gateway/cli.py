@@ -208,6 +208,7 @@ def demo(ctx: click.Context, days: int) -> None:
 @click.pass_context
 def ship(ctx: click.Context, name: str, full: bool) -> None:
     """Run the shipper NAME (from the settings' `shippers:`) now, to the end of the change feed."""
+    from gateway.store import changes as feed
     from shippers.runner import ShipReport
     from shippers.service import runners_from_settings
 
@@ -224,8 +225,10 @@ def ship(ctx: click.Context, name: str, full: bool) -> None:
         if name not in runners:
             raise click.UsageError(f"no shipper named {name!r}; configured: {', '.join(sorted(runners)) or 'none'}")
         runner = runners[name]
+        async with db.session() as session:
+            lag = 0 if full else await feed.shipper_lag(session, name)
         try:
-            with click.progressbar(length=0, label=f"shipping {name}", file=sys.stderr) as bar:
+            with click.progressbar(length=lag, label=f"shipping {name}", file=sys.stderr) as bar:
                 return await runner.run(full=full, progress=bar.update)
         finally:
             for each in runners.values():

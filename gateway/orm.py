@@ -379,6 +379,8 @@ class Change(Base):
     __table_args__ = (
         CheckConstraint(f"entity IN {CHANGE_ENTITIES!r}", name="entity"),
         Index(None, "txid", "id"),
+        # A full export asks for each row's newest change.
+        Index(None, "entity", "entity_id", "id"),
     )
 
     id: Mapped[int] = mapped_column(Identifier, primary_key=True)

@@ -182,3 +182,10 @@ async def page_entity_ids(session: AsyncSession, entity: str, after: int, limit:
     column = {"asset": Asset.id, "run": Run.id, "job": Job.id, "edge": LineageEdge.id}[entity]
     rows = await session.scalars(select(column).where(column > after).order_by(column).limit(limit))
     return list(rows.all())
+
+
+async def shipper_lag(session: AsyncSession, name: str) -> int:
+    """How many changes lie after the shipper's cursor (all of them for a shipper that never ran)."""
+    state = await session.get(ShipperState, name)
+    cursor = (state.cursor_txid, state.cursor_id) if state else START
+    return await count_changes_after(session, cursor)
