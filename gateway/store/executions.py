@@ -243,23 +243,7 @@ async def _upsert_run_edges(session: AsyncSession, run: Run) -> list[int]:
         for downstream in sorted(outputs)
         if upstream != downstream
     ]
-    for chunk in _chunks(edges):
-        statement = insert(session, LineageEdge).values(chunk)
-        stored, new = LineageEdge.__table__.c, statement.excluded
-        statement = statement.on_conflict_do_update(
-            index_elements=["upstream_id", "downstream_id", "job_id"],
-            index_where=LineageEdge.job_id.is_not(None),
-            set_={
-                # An edge a run has shown is observed lineage, whatever was declared before.
-                "origin": "run",
-                "first_seen_at": earlier(stored.first_seen_at, new.first_seen_at),
-                "last_seen_at": later(stored.last_seen_at, new.last_seen_at),
-                "last_run_id": case(
-                    (new.last_seen_at >= stored.last_seen_at, new.last_run_id), else_=stored.last_run_id
-                ),
-            },
-        )
-        await session.execute(statement)
+    await _upsert_job_edges(session, edges, observed=True)
     return sorted(outputs)
 
 
@@ -356,16 +340,28 @@ async def declare_job_edges(
         for downstream in sorted(set(output_ids))
         if upstream != downstream
     ]
+    await _upsert_job_edges(session, edges, observed=False)
+
+
+async def _upsert_job_edges(session: AsyncSession, edges: list[dict[str, Any]], observed: bool) -> None:
+    """Edges through a job widen their seen interval; an edge a run has shown is observed lineage, whatever
+    was declared before, and remembers the run that saw it last."""
     for chunk in _chunks(edges):
         statement = insert(session, LineageEdge).values(chunk)
         stored, new = LineageEdge.__table__.c, statement.excluded
+        changes: dict[str, Any] = {
+            "first_seen_at": earlier(stored.first_seen_at, new.first_seen_at),
+            "last_seen_at": later(stored.last_seen_at, new.last_seen_at),
+        }
+        if observed:
+            changes["origin"] = "run"
+            changes["last_run_id"] = case(
+                (new.last_seen_at >= stored.last_seen_at, new.last_run_id), else_=stored.last_run_id
+            )
         statement = statement.on_conflict_do_update(
             index_elements=["upstream_id", "downstream_id", "job_id"],
             index_where=LineageEdge.job_id.is_not(None),
-            set_={
-                "first_seen_at": earlier(stored.first_seen_at, new.first_seen_at),
-                "last_seen_at": later(stored.last_seen_at, new.last_seen_at),
-            },
+            set_=changes,
         )
         await session.execute(statement)
 
