@@ -48,6 +48,7 @@ import orjson
 from datahub.emitter.mce_builder import make_dataplatform_instance_urn
 from datahub.emitter.mcp import MetadataChangeProposalWrapper
 from datahub.emitter.rest_emitter import DatahubRestEmitter
+from datahub.emitter.serialization_helper import pre_json_transform
 from datahub.metadata.schema_classes import (
     ArrayTypeClass,
     AuditStampClass,
@@ -270,18 +271,16 @@ class UrnMapper:
         return self.dataset(namespace, name)[0]
 
 
-def owner_urn(owner: str) -> tuple[str, bool]:
-    """(URN, whether it is a group)."""
-    if owner.startswith("urn:li:corpGroup:"):
-        return owner, True
-    if owner.startswith("urn:li:corpuser:"):
-        return owner, False
+def owner_urn(owner: str) -> str:
+    """`team:x` and `group:x` are groups, `user:x` and anything else users; URNs stay as they are."""
+    if owner.startswith(("urn:li:corpGroup:", "urn:li:corpuser:")):
+        return owner
     kind, sep, rest = owner.partition(":")
     if sep and rest and kind.lower() in ("team", "group"):
-        return CorpGroupUrn(rest).urn(), True
+        return CorpGroupUrn(rest).urn()
     if sep and rest and kind.lower() == "user":
-        return CorpUserUrn(rest).urn(), False
-    return CorpUserUrn(owner).urn(), False
+        return CorpUserUrn(rest).urn()
+    return CorpUserUrn(owner).urn()
 
 
 # --- aspects -----------------------------------------------------------------------------------------------------
@@ -370,10 +369,8 @@ def asset_aspects(asset: AssetRecord, platform: str, instance: str | None) -> li
             )
         )
     if asset.owners:
-        owners = []
-        for owner in dict.fromkeys(asset.owners):
-            urn, _ = owner_urn(owner)
-            owners.append(OwnerClass(owner=urn, type=OwnershipTypeClass.TECHNICAL_OWNER))
+        urns = dict.fromkeys(owner_urn(owner) for owner in asset.owners)
+        owners = [OwnerClass(owner=urn, type=OwnershipTypeClass.TECHNICAL_OWNER) for urn in urns]
         aspects.append(OwnershipClass(owners=owners, lastModified=_stamp(asset.updated_at)))
     if asset.tags:
         aspects.append(GlobalTagsClass(tags=[TagAssociationClass(tag=TagUrn(tag).urn()) for tag in asset.tags]))
@@ -456,10 +453,27 @@ def to_proposals(batch: ChangeBatch, urns: UrnMapper, run_id: str) -> list[Metad
 # --- the file sink -----------------------------------------------------------------------------------------------
 
 
+def file_obj(proposal: MetadataChangeProposalWrapper) -> dict[str, Any]:
+    """`proposal.to_obj(simplified_structure=True)`, the object acryl-datahub's file sink writes for an MCP, for the
+    UPSERTs of JSON aspects this shipper makes, without the library's JSON round trip of the aspect through its
+    generic MCP record (several times faster; the tests hold it equal to the library's)."""
+    assert proposal.aspect is not None
+    obj: dict[str, Any] = {
+        "entityType": proposal.entityType,
+        "entityUrn": proposal.entityUrn,
+        "changeType": proposal.changeType,
+        "aspectName": proposal.aspectName,
+        "aspect": {"json": pre_json_transform(proposal.aspect.to_obj())},
+    }
+    if proposal.systemMetadata is not None:
+        obj["systemMetadata"] = proposal.systemMetadata.to_obj()
+    return obj
+
+
 def encode_proposals(proposals: Sequence[MetadataChangeProposalWrapper]) -> list[bytes]:
     """Each MCP as acryl-datahub's file sink writes it, indented so that a record's closing brace is alone at the
     start of a line (how a torn file is cut back to its last whole record)."""
-    return [orjson.dumps(p.to_obj(simplified_structure=True), option=orjson.OPT_INDENT_2) for p in proposals]
+    return [orjson.dumps(file_obj(proposal), option=orjson.OPT_INDENT_2) for proposal in proposals]
 
 
 def _last_record_end(handle: BinaryIO) -> int | None:

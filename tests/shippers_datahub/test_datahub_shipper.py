@@ -1,6 +1,6 @@
 """The `datahub` shipper on SQLite and Postgres, checked with acryl-datahub's own readers.
 
-The state comes in as a producer and the API would put it there: OpenLineage run events (schemas, documentation,
+The state arrives the way producers and the API put it there: OpenLineage run events (schemas, documentation,
 ownership, tags, column lineage) and an API declaration (metadata, display name, aliases, a declared upstream).
 The file sink's output is read back by acryl-datahub's `file` source (through a Pipeline, and directly) and loaded
 into DataHub Lite with the `datahub lite` CLI (SQLite and DuckDB engines). The rest sink's real DatahubRestEmitter
@@ -28,7 +28,7 @@ from datahub.emitter.mcp import MetadataChangeProposalWrapper
 from datahub.emitter.serialization_helper import pre_json_transform
 from datahub.ingestion.api.common import PipelineContext
 from datahub.ingestion.run.pipeline import Pipeline
-from datahub.ingestion.source.file import FileSourceConfig, GenericFileSource
+from datahub.ingestion.source.file import FileSourceConfig, GenericFileSource, read_metadata_file
 from datahub.lite.lite_util import get_datahub_lite
 from sqlalchemy import text
 
@@ -36,7 +36,14 @@ from gateway.database import Database
 from gateway.ingest.service import ingest_documents
 from gateway.store.assets import AssetSpec, soft_delete_asset, upsert_asset
 from shippers.base import ShipperSpec, create_shipper, shipper_kinds
-from shippers.datahub import DataHubShipper, DataHubShipperConfig, UrnMapper, append_records, field_type
+from shippers.datahub import (
+    DataHubShipper,
+    DataHubShipperConfig,
+    UrnMapper,
+    append_records,
+    field_type,
+    file_obj,
+)
 from shippers.records import ChangeBatch
 from shippers.runner import ShipperRunner, ShipReport
 from tests.conftest import NOW
@@ -98,9 +105,7 @@ FACTS_FACETS = {
     "columnLineage": {
         "fields": {
             "order_id": {
-                "inputFields": [
-                    {**dict(zip(("namespace", "name"), ORDERS, strict=True)), "field": "id", "transformations": []}
-                ]
+                "inputFields": [{"namespace": ORDERS[0], "name": ORDERS[1], "field": "id", "transformations": []}]
             },
             "total": {
                 "inputFields": [
@@ -374,6 +379,12 @@ async def test_file_sink_is_read_back_by_datahubs_file_source(db: Database, tmp_
     assert report.shipped > 0
 
     first = read_back(path)
+    # What the shipper writes is what the library's own serialisation (`to_obj(simplified_structure=True)`) gives.
+    parsed = list(read_metadata_file(path))
+    assert all(isinstance(proposal, MetadataChangeProposalWrapper) for proposal in parsed)
+    library = [proposal.to_obj(simplified_structure=True) for proposal in parsed]
+    assert [file_obj(proposal) for proposal in parsed if isinstance(proposal, MetadataChangeProposalWrapper)] == library
+    assert json.loads(path.read_text()) == json.loads(json.dumps(library))
     assert await run_file_pipeline(path) == len(first)
     check_first_state(latest(first))
 
