@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import json
 import os
 import signal
 import subprocess
@@ -19,7 +18,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -30,6 +28,7 @@ import yaml
 
 from monitors.notifiers import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from tests.helpers import free_port
+from tests.monitors.receiver import Receiver, Request
 
 CLI = Path(sys.executable).parent / "asset-gateway"
 READY_WITHIN_SECONDS = 20
@@ -48,64 +47,7 @@ FRESHNESS = "query($key: String!) { asset(key: $key) { freshness { status policy
 # --- the webhook receiver ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-@dataclass
-class Receiver:
-    """A minimal HTTP/1.1 server on loopback: records every request and answers 200."""
-
-    requests: list[Received] = field(default_factory=list)
-    server: asyncio.Server | None = None
-    port: int = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def events(self) -> list[str]:
-        return [request.json()["event"] for request in self.requests]
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            async with asyncio.timeout(5):
-                _, path, _ = (await reader.readline()).decode().split(" ", 2)
-                headers: dict[str, str] = {}
-                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    name, _, value = line.decode().partition(":")
-                    headers[name.strip().lower()] = value.strip()
-                body = await reader.readexactly(int(headers.get("content-length", "0")))
-            self.requests.append(Received(path, headers, body))
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-            await writer.drain()
-        finally:
-            writer.close()
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    server = Receiver()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-def verify_signature(request: Received, secret: str) -> None:
+def verify_signature(request: Request, secret: str) -> None:
     timestamp = request.headers[TIMESTAMP_HEADER.lower()]
     assert abs(int(timestamp) - time.time()) < 300
     expected = hmac.new(secret.encode(), timestamp.encode() + b"." + request.body, hashlib.sha256).hexdigest()
