@@ -8,12 +8,15 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
 from gateway import __version__
+from gateway.authenticator import Authenticator
 from gateway.database import Database
+from gateway.http_auth import AuthMiddleware
 from gateway.ingest.http import post_lineage
 from gateway.migrate import current_revision, head_revision, migrate
 from gateway.settings import Settings, load_settings
@@ -52,14 +55,16 @@ async def root(_: Request) -> Response:
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or load_settings()
     db = Database(settings)
+    authenticator = Authenticator(db, settings)
     monitor = monitor_from_settings(db, settings)
     shippers = runners_from_settings(db, settings)
-    graphql = GatewayGraphQL(build_schema(settings), db, settings, {monitor.name: monitor}, shippers)
+    graphql = GatewayGraphQL(build_schema(settings), db, settings, {monitor.name: monitor}, shippers, authenticator)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if settings.should_auto_migrate:
             await migrate(db.engine)
+        await authenticator.start()
         logger.info("asset-gateway %s serving %s", __version__, db.engine.url.render_as_string(hide_password=True))
         scheduler = Scheduler(LeaderLock(settings))
         if settings.scheduler_enabled:
@@ -92,10 +97,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/graphql", graphql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", graphql),
         ],
+        middleware=[Middleware(AuthMiddleware, authenticator=authenticator)],
         lifespan=lifespan,
     )
     app.state.db = db
     app.state.monitor = monitor
     app.state.shippers = shippers
     app.state.settings = settings
+    app.state.authenticator = authenticator
     return app

@@ -2,56 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
 
 import click
-import yaml
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
+from gateway.cli_support import settings_from as _settings
+from gateway.cli_support import with_database as _with_database
 from gateway.database import Database
 from gateway.migrate import migrate
-from gateway.settings import Settings, load_settings
-
-T = TypeVar("T")
-
-
-def _settings(ctx: click.Context, **overrides: Any) -> Settings:
-    try:
-        settings = load_settings(ctx.obj.get("config"), database_url=ctx.obj.get("database_url"), **overrides)
-        # A URL with the right scheme may still not parse (a port that is no number, say).
-        make_url(settings.resolved_database_url)
-    except TypeError as error:
-        # pydantic-settings' way of saying that the YAML file holds no mapping of names to values.
-        raise click.UsageError(f"invalid settings: the config file must be a YAML mapping ({error})") from error
-    # ValidationError is a ValueError.
-    except (ValueError, OSError, ArgumentError, yaml.YAMLError) as error:
-        raise click.UsageError(f"invalid settings: {error}") from error
-    return settings
-
-
-def _with_database(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
-    """Runs `work` on a fresh Database; an unreachable or unusable database is an error message, not a traceback."""
-
-    async def run() -> T:
-        db = Database(settings)
-        try:
-            return await work(db)
-        finally:
-            await db.dispose()
-
-    try:
-        return asyncio.run(run())
-    except (OSError, SQLAlchemyError) as error:
-        detail = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise click.ClickException(f"cannot use the database {Database.describe(settings)}: {detail}") from error
-
+from gateway.token_cli import token
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
@@ -70,14 +32,16 @@ def main(ctx: click.Context, config: Path | None, database_url: str | None) -> N
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port to bind (default 4000).")
 @click.option("--log-level", default=None, type=click.Choice(LOG_LEVELS))
+@click.option("--insecure", is_flag=True, default=None, help="Allow serving a non-loopback address without tokens.")
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None, log_level: str | None) -> None:
+def serve(ctx: click.Context, host: str | None, port: int | None, log_level: str | None, insecure: bool | None) -> None:
     """Serve GraphQL at /graphql (migrating the embedded SQLite database first)."""
     import uvicorn
 
     from gateway.app import create_app
+    from gateway.authenticator import Authenticator, InsecureStartup
 
-    settings = _settings(ctx, host=host, port=port, log_level=log_level)
+    settings = _settings(ctx, host=host, port=port, log_level=log_level, insecure=insecure)
     if settings.log_level.lower() not in LOG_LEVELS:
         raise click.UsageError(f"invalid settings: log_level must be one of {', '.join(LOG_LEVELS)}")
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -87,6 +51,17 @@ def serve(ctx: click.Context, host: str | None, port: int | None, log_level: str
         raise click.ClickException(f"cannot use the database {Database.describe(settings)}: {error}") from error
     except ValueError as error:
         raise click.UsageError(f"invalid monitor settings: {error}") from error
+
+    async def check_auth(db: Database) -> None:
+        if settings.should_auto_migrate:
+            await migrate(db.engine)
+        await Authenticator(db, settings).start()
+
+    # Refuse an open public gateway before binding, with a message rather than a lifespan traceback.
+    try:
+        _with_database(settings, check_auth)
+    except InsecureStartup as error:
+        raise click.UsageError(str(error)) from error
     uvicorn.run(
         app,
         host=settings.host,
@@ -275,6 +250,8 @@ def monitor_run(ctx: click.Context) -> None:
     except ValueError as error:
         raise click.UsageError(f"invalid monitor settings: {error}") from error
 
+
+main.add_command(token)
 
 if __name__ == "__main__":
     sys.exit(main())

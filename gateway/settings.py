@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     log_level: str = "info"
 
     graphiql: bool = True
+    # Auth: tokens live in the database (`asset-gateway token create`); see gateway/authenticator.py.
+    insecure: bool = False
+    auth_cache_seconds: float = Field(default=5.0, ge=0, le=3600)
     scheduler_enabled: bool = True
     monitor_interval_seconds: float = Field(default=60.0, ge=1)
     notification_max_attempts: int = Field(default=5, ge=1, le=100)

@@ -8,6 +8,7 @@ from typing import Any
 
 from strawberry.types import Info as StrawberryInfo
 
+from gateway.auth import ANONYMOUS, Principal
 from gateway.database import Database
 from gateway.settings import Settings
 from schema.loaders import Loaders
@@ -18,6 +19,7 @@ class Context:
     db: Database
     settings: Settings
     loaders: Loaders
+    principal: Principal = ANONYMOUS
     request: Any = None
     response: Any = None
     monitors: dict[str, Any] = field(default_factory=dict)
@@ -33,11 +35,13 @@ class Context:
         response: Any = None,
         monitors: dict[str, Any] | None = None,
         shippers: dict[str, Any] | None = None,
+        principal: Principal = ANONYMOUS,
     ) -> Context:
         return cls(
             db=db,
             settings=settings,
-            loaders=Loaders(db),
+            loaders=Loaders(db, principal),
+            principal=principal,
             request=request,
             response=response,
             monitors=monitors or {},

@@ -13,7 +13,9 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.types import ExecutionResult
 
+from gateway.authenticator import Authenticator
 from gateway.database import Database
+from gateway.http_auth import PRINCIPAL
 from gateway.settings import Settings
 from schema.build import GatewaySchema
 from schema.context import Context
@@ -27,15 +29,18 @@ class GatewayGraphQL(GraphQL[Context, None]):
         settings: Settings,
         monitors: dict[str, Any] | None = None,
         shippers: dict[str, Any] | None = None,
+        authenticator: Authenticator | None = None,
     ) -> None:
         super().__init__(schema, graphql_ide="graphiql" if settings.graphiql else None)
         self.db = db
         self.settings = settings
         self.monitors = monitors or {}
         self.shippers = shippers or {}
+        self.authenticator = authenticator or Authenticator(db, settings)
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
-        return Context.create(self.db, self.settings, request, response, self.monitors, self.shippers)
+        principal = request.scope.get("state", {}).get(PRINCIPAL) or await self.authenticator.authenticate(None)
+        return Context.create(self.db, self.settings, request, response, self.monitors, self.shippers, principal)
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)

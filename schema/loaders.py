@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 
 from gateway import orm
+from gateway.auth import ANONYMOUS, Principal
 from gateway.database import Database
 from gateway.store import alerts, assets, jobs, lineage, policies, runs
 
@@ -30,7 +31,8 @@ def _loader(
 class Loaders:
     """Created once per request; a loader's cache lives as long as the request."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, principal: Principal = ANONYMOUS) -> None:
+        self.principal = principal
         self.asset_by_id: DataLoader[int, orm.Asset | None] = _loader(db, assets.read_assets_by_ids)
         self.asset_by_key: DataLoader[str, orm.Asset | None] = _loader(db, assets.read_assets_by_keys)
         self.aliases_by_asset: DataLoader[int, list[str]] = _loader(db, assets.read_aliases_by_asset_ids, [])
