@@ -75,6 +75,17 @@ class NamespaceGrants:
             pattern in self.patterns or ("*" not in pattern and self.matches(pattern)) for pattern in other.patterns
         )
 
+    def covers_prefix(self, prefix: str | None) -> bool:
+        """Whether every namespace starting with `prefix` is granted (None: every namespace at all)."""
+        if self.everything:
+            return True
+        if prefix is None:
+            return False
+        return any(
+            pattern.endswith("*") and "*" not in pattern[:-1] and prefix.startswith(pattern[:-1])
+            for pattern in self.patterns
+        )
+
     def like_patterns(self) -> list[str]:
         """SQL LIKE patterns (escape character `\\`) equivalent to the grants."""
         return ["".join("%" if part == "*" else _like_escape(part) for part in _split(p)) for p in self.patterns]

@@ -43,7 +43,8 @@ def _begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
+def create_engine(settings: Settings, serving: bool = False) -> AsyncEngine:
+    """The engine; a `serving` one bounds every Postgres statement by `settings.statement_timeout_seconds`."""
     url = make_url(settings.resolved_database_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
@@ -54,12 +55,19 @@ def create_engine(settings: Settings) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _disable_pysqlite_begin)
         event.listen(engine.sync_engine, "begin", _begin)
         return engine
+    connect_args: dict[str, Any] = {}
+    if serving and settings.statement_timeout_seconds > 0:
+        # Set at connect, so it holds for every statement on every pooled connection, and costs no round trip.
+        timeout_ms = max(1, round(settings.statement_timeout_seconds * 1000))
+        connect_args["server_settings"] = {"statement_timeout": str(timeout_ms)}
     return create_async_engine(
         url,
         echo=settings.database_echo,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
+        # A connection that died with the server (restart, failover) is replaced before use, not handed out.
         pool_pre_ping=True,
+        connect_args=connect_args,
     )
 
 
@@ -68,11 +76,16 @@ def _disable_pysqlite_begin(dbapi_connection: Any, _record: ConnectionPoolEntry)
 
 
 class Database:
-    """One engine and its session factory; `session()` reads, `transaction()` writes atomically."""
+    """One engine and its session factory; `session()` reads, `transaction()` writes atomically.
 
-    def __init__(self, settings: Settings) -> None:
+    `serving=True` is for the web process: its statements are bounded by the statement timeout. Maintenance work
+    (migrations, reindex, bulk ingest from the CLI) uses the default, unbounded engine.
+    """
+
+    def __init__(self, settings: Settings, serving: bool = False) -> None:
         self.settings = settings
-        self.engine = create_engine(settings)
+        self.serving = serving
+        self.engine = create_engine(settings, serving)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
 
     @staticmethod

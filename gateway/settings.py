@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     YamlConfigSettingsSource,
@@ -31,10 +33,14 @@ class Settings(BaseSettings):
     auto_migrate: bool | None = None
     database_pool_size: int = Field(default=10, ge=1, le=200)
     database_echo: bool = False
+    # Postgres cancels a serving statement that runs longer (0: no limit); migrations and CLI work are not bounded.
+    statement_timeout_seconds: float = Field(default=30.0, ge=0, le=86_400)
 
     host: str = "127.0.0.1"
     port: int = Field(default=4000, ge=0, le=65535)
     log_level: str = "info"
+    # "json": one JSON object per line, for log shippers (the container image sets it).
+    log_format: Literal["text", "json"] = "text"
 
     graphiql: bool = True
     # Auth: tokens live in the database (`asset-gateway token create`); see gateway/authenticator.py.
@@ -53,10 +59,32 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(default=12, ge=2)
     max_aliases: int = Field(default=30, ge=1)
     max_tokens: int = Field(default=4000, ge=100)
+    # An upper bound on the objects an operation resolves (schema/cost.py); 100 assets with their upstream and
+    # downstream lineage cost about 410,000, 500 assets with 500 executions each more than 500,000.
+    max_query_cost: int = Field(default=500_000, ge=1)
+    max_graphql_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Operations in one batched request (a JSON array of them); 0 refuses batches.
+    max_batch_operations: int = Field(default=0, ge=0, le=100)
+    graphql_get_queries: bool = True
+    introspection: bool = True
+    field_suggestions: bool = True
+    # Browser origins allowed to call the API (CORS); none by default. `GATEWAY_CORS_ORIGINS=https://a,https://b`.
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     request_timeout_seconds: float = Field(default=30.0, gt=0)
     lineage_default_depth: int = Field(default=3, ge=1, le=20)
     lineage_max_depth: int = Field(default=20, ge=1, le=20)
     lineage_max_nodes: int = Field(default=2000, ge=1, le=100_000)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origin_list(cls, value: Any) -> Any:
+        # From the environment: a comma-separated list, or a JSON array.
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [origin.strip() for origin in text.split(",") if origin.strip()]
+        return value
 
     @field_validator("database_url")
     @classmethod

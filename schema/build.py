@@ -21,8 +21,12 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionResult, Info
 
 from gateway.errors import InvalidInput
+from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings
+from schema.cost import CostModel, QueryCostLimiter
+from schema.disclosure import NoIntrospection, hide_suggestions
 from schema.errors import ErrorCodes, code_errors, log_errors
+from schema.metrics_extension import GraphQLMetrics
 from schema.monitoring import MonitoringMutation, MonitoringQuery
 from schema.mutations import Mutation
 from schema.queries import Query
@@ -38,6 +42,9 @@ ENTITY_TYPES = tuple(entity.__strawberry_definition__.name for entity in ENTITIE
 
 class GatewaySchema(strawberry.federation.Schema):
     def process_errors(self, errors: list[GraphQLError], execution_context: Any = None) -> None:
+        # Every list of errors passes here before it is answered (queries, mutations, subscriptions).
+        if self.config.disable_field_suggestions:
+            hide_suggestions(errors)
         # Clients' mistakes are answered, not logged as server errors.
         log_errors(errors)
 
@@ -63,8 +70,11 @@ class GatewaySchema(strawberry.federation.Schema):
         return super().entities_resolver(info, representations)
 
 
-def build_schema(settings: Settings | None = None) -> GatewaySchema:
+def build_schema(settings: Settings | None = None, metrics: GatewayMetrics | None = None) -> GatewaySchema:
+    """The schema; with `metrics`, every operation is counted and timed for /metrics."""
     settings = settings or Settings()
+    rules: list[Any] = [StorableStrings] if settings.introspection else [StorableStrings, NoIntrospection]
+    cost_model = CostModel.from_settings(settings)
     # Factories: each request gets fresh extension instances (the parse/validation caches are module-wide).
     extensions: list[Any] = [
         ErrorCodes,
@@ -73,12 +83,21 @@ def build_schema(settings: Settings | None = None) -> GatewaySchema:
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
         lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
-        lambda: AddValidationRules([StorableStrings]),
+        lambda: AddValidationRules(rules),
+        lambda: QueryCostLimiter(settings.max_query_cost, cost_model),
     ]
+    if metrics is not None:
+        extensions.append(lambda: GraphQLMetrics(metrics))
     return GatewaySchema(
         query=merge_types("Query", (Query, MonitoringQuery, ShippingQuery)),
         mutation=merge_types("Mutation", (Mutation, MonitoringMutation, ShippingMutation)),
         types=ENTITIES,
         extensions=extensions,
-        config=StrawberryConfig(auto_camel_case=True),
+        config=StrawberryConfig(
+            auto_camel_case=True,
+            disable_field_suggestions=not settings.field_suggestions,
+            batching_config=(
+                {"max_operations": settings.max_batch_operations} if settings.max_batch_operations else None
+            ),
+        ),
     )

@@ -9,17 +9,30 @@ from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
 
 from gateway.errors import GatewayError
+from gateway.faults import SERVICE_UNAVAILABLE, DatabaseFault, database_fault, log_fault
 
 logger = logging.getLogger("gateway.graphql")
 
 INTERNAL = "INTERNAL_SERVER_ERROR"
+TIMEOUT = "TIMEOUT"
 MASKED_MESSAGE = "Unexpected error."
 _USER_MESSAGES = ("Variable '$", "Argument '", "Expected value of type", "Int cannot", "String cannot")
 
 
-def classify(error: GraphQLError) -> str | None:
-    """The code for a client's mistake, or None when the error is ours and must be masked."""
+def _fault(error: GraphQLError) -> DatabaseFault | None:
     original = error.original_error
+    return None if original is None or isinstance(original, GatewayError) else database_fault(original)
+
+
+def _fault_code(fault: DatabaseFault) -> str:
+    return TIMEOUT if fault is DatabaseFault.STATEMENT_TIMEOUT else SERVICE_UNAVAILABLE
+
+
+def classify(error: GraphQLError) -> str | None:
+    """The code for a client's mistake or a database fault, or None when the error is ours and must be masked."""
+    original = error.original_error
+    if (fault := _fault(error)) is not None:
+        return _fault_code(fault)
     if isinstance(original, GatewayError):
         return original.code
     if isinstance(original, GraphQLError):
@@ -35,8 +48,12 @@ def classify(error: GraphQLError) -> str | None:
 
 def mask(error: GraphQLError) -> GraphQLError:
     """The same position and path, none of the detail."""
+    return _replace_message(error, MASKED_MESSAGE)
+
+
+def _replace_message(error: GraphQLError, message: str) -> GraphQLError:
     return GraphQLError(
-        message=MASKED_MESSAGE,
+        message=message,
         nodes=error.nodes,
         source=error.source,
         positions=error.positions,
@@ -52,6 +69,9 @@ def code_errors(errors: list[GraphQLError]) -> list[GraphQLError]:
         code = classify(error)
         if code is None:
             processed.append(_with_code(mask(error), INTERNAL))
+        elif (fault := _fault(error)) is not None:
+            # The driver's message names hosts and SQL: the client gets ours, the log gets theirs.
+            processed.append(_with_code(_replace_message(error, fault.message), _fault_code(fault)))
         else:
             processed.append(_with_code(error, code))
     return processed
@@ -75,6 +95,12 @@ def _with_code(error: GraphQLError, code: str) -> GraphQLError:
 
 
 def log_errors(errors: list[GraphQLError]) -> None:
+    fault_logged = False
     for error in errors:
-        if classify(error) is None:
+        if (fault := _fault(error)) is not None and error.original_error is not None:
+            # An outage fails every field of the operation alike: one line tells it.
+            if not fault_logged:
+                log_fault(fault, error.original_error, f"GraphQL {'.'.join(map(str, error.path or ()))}")
+                fault_logged = True
+        elif classify(error) is None:
             logger.error("unexpected error in %s", error.path, exc_info=error.original_error)

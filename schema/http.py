@@ -6,14 +6,18 @@ import asyncio
 from typing import Any
 
 import orjson
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from graphql import GraphQLError
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLRequestData
 from strawberry.types import ExecutionResult
 
 from gateway.authenticator import Authenticator
+from gateway.body_limit import BodyTooLarge, read_body, replay
 from gateway.database import Database
 from gateway.http_auth import PRINCIPAL
 from gateway.settings import Settings
@@ -31,7 +35,11 @@ class GatewayGraphQL(GraphQL[Context, None]):
         shippers: dict[str, Any] | None = None,
         authenticator: Authenticator | None = None,
     ) -> None:
-        super().__init__(schema, graphql_ide="graphiql" if settings.graphiql else None)
+        super().__init__(
+            schema,
+            graphql_ide="graphiql" if settings.graphiql else None,
+            allow_queries_via_get=settings.graphql_get_queries,
+        )
         self.db = db
         self.settings = settings
         self.monitors = monitors or {}
@@ -42,8 +50,55 @@ class GatewayGraphQL(GraphQL[Context, None]):
         principal = request.scope.get("state", {}).get(PRINCIPAL) or await self.authenticator.authenticate(None)
         return Context.create(self.db, self.settings, request, response, self.monitors, self.shippers, principal)
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            # Strawberry would read any body whole: bound it first, chunked or not.
+            try:
+                body = await read_body(scope, receive, self.settings.max_graphql_body_bytes)
+            except BodyTooLarge as error:
+                refusal = {
+                    "data": None,
+                    "errors": [{"message": error.message, "extensions": {"code": "PAYLOAD_TOO_LARGE"}}],
+                }
+                await JSONResponse(refusal, status_code=413)(scope, receive, send)
+                return
+            if body is None:
+                return
+            receive = replay(body, receive)
+        await super().__call__(scope, receive, send)
+
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
+
+    async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData | list[GraphQLRequestData]:
+        # Strawberry expects a JSON object, or an array of objects, and fails with a 500 on anything else.
+        if request.method == "POST" and "json" in (request.content_type or ""):
+            body = await request.get_body()
+            start = body.lstrip()[:1]
+            if start == b"[":
+                self._check_batch(self.parse_json(body))
+            elif start != b"{":
+                parsed = self.parse_json(body)  # 400 when it is no JSON at all
+                raise HTTPException(400, f"the request must be a JSON object, got {_json_kind(parsed)}")
+        data = await super().parse_http_body(request)
+        for index, item in enumerate(data if isinstance(data, list) else [data]):
+            if not isinstance(item.operation_name, str | None):
+                raise HTTPException(400, f"the operationName of operation {index} must be a string or null")
+        return data
+
+    def _check_batch(self, operations: list[Any]) -> None:
+        limit = self.settings.max_batch_operations
+        if not limit:
+            raise HTTPException(400, "batched operations (a JSON array) are not accepted: send one per request")
+        if not 1 <= len(operations) <= limit:
+            raise HTTPException(400, f"a batch holds 1 to {limit} operations, got {len(operations)}")
+        for index, item in enumerate(operations):
+            if not isinstance(item, dict):
+                raise HTTPException(400, f"operation {index} of the batch must be a JSON object")
+            if not isinstance(item.get("query"), str | None) or not isinstance(item.get("variables"), dict | None):
+                raise HTTPException(400, f"operation {index} of the batch needs a string query and object variables")
+            if not isinstance(item.get("extensions"), dict | None):
+                raise HTTPException(400, f"the extensions of operation {index} of the batch must be an object")
 
     async def execute_single(self, *args: Any, **kwargs: Any) -> ExecutionResult:
         try:
@@ -55,3 +110,9 @@ class GatewayGraphQL(GraphQL[Context, None]):
                 f"the request took longer than {limit:g} s and was stopped", extensions={"code": "TIMEOUT"}
             )
             return ExecutionResult(data=None, errors=[error])
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string"}.get(type(value), "an array")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Literal
 
@@ -10,6 +11,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import declarations
+from gateway.auth import Scope
 from gateway.database import run_transaction
 from gateway.errors import InvalidInput, NotFound
 from gateway.orm import Alert as AlertRow
@@ -17,6 +19,7 @@ from gateway.orm import FreshnessPolicy as PolicyRow
 from gateway.store import alerts as alert_store
 from gateway.store.policies import list_policies
 from monitors.config import PolicyConfig
+from schema import authz
 from schema.context import Info
 from schema.types.common import Connection, as_utc, connection_edges, page_size
 from schema.types.monitoring import Alert, AlertKind, FreshnessPolicy, Monitor, MonitorRun, Severity
@@ -107,7 +110,7 @@ class MonitoringQuery:
     async def alerts(
         self, info: Info, filter: AlertFilterInput | None = None, first: int | None = None, after: str | None = None
     ) -> AlertConnection:
-        alert_filter = (filter or AlertFilterInput()).to_filter()
+        alert_filter = replace((filter or AlertFilterInput()).to_filter(), grants=info.context.loaders.grants)
         async with info.context.db.session() as session:
             page = await alert_store.list_alerts(session, alert_filter, page_size(info, first), after)
         edges, page_info = connection_edges(page, Alert.from_row)
@@ -131,6 +134,8 @@ class MonitoringQuery:
 
     @strawberry.field
     async def freshness_policies(self, info: Info) -> list[FreshnessPolicy]:
+        # Selectors name keys and namespaces anywhere: listing them needs a grant on every namespace.
+        authz.require_everything(info, Scope.READ, "listing freshness policies")
         async with info.context.db.session() as session:
             return [FreshnessPolicy.from_row(row) for row in await list_policies(session)]
 
@@ -139,6 +144,7 @@ class MonitoringQuery:
 class MonitoringMutation:
     @strawberry.mutation(description="Declare (or replace) a freshness policy.")
     async def set_freshness_policy(self, info: Info, input: FreshnessPolicyInput) -> FreshnessPolicy:
+        authz.require_everything(info, Scope.ADMIN, "setFreshnessPolicy")
         spec = input.to_config().to_spec("api")
         now = info.context.now()
 
@@ -149,6 +155,7 @@ class MonitoringMutation:
 
     @strawberry.mutation(description="Remove a freshness policy; true when there was one.")
     async def delete_freshness_policy(self, info: Info, name: str) -> bool:
+        authz.require_everything(info, Scope.ADMIN, "deleteFreshnessPolicy")
         now = info.context.now()
 
         async def work(session: AsyncSession) -> bool:
@@ -160,6 +167,11 @@ class MonitoringMutation:
     async def acknowledge_alert(self, info: Info, id: strawberry.ID, by: str = "anonymous") -> Alert:
         if not str(id).isdigit():
             raise InvalidInput(f"alert id {id!r} is not an alert id")
+        visible = await info.context.loaders.alert_by_id.load(int(id))
+        if visible is None:
+            raise NotFound(f"no alert with id {id}")
+        asset = await info.context.loaders.asset_by_id.load(visible.asset_id)
+        authz.require_write_namespaces(info, [asset.namespace if asset else ""], "acknowledgeAlert")
         now = info.context.now()
 
         async def work(session: AsyncSession) -> AlertRow:
@@ -169,6 +181,7 @@ class MonitoringMutation:
 
     @strawberry.mutation(description="Run a monitor now and return its run.")
     async def run_monitor(self, info: Info, name: str = "freshness") -> MonitorRun:
+        authz.require_everything(info, Scope.ADMIN, "runMonitor")
         monitor = info.context.monitors.get(name)
         if monitor is None:
             raise NotFound(

@@ -13,6 +13,7 @@ from gateway.errors import InvalidInput
 from gateway.orm import Asset as AssetRow
 from gateway.orm import Run
 from gateway.store import executions
+from schema import authz
 from schema.context import Info
 from schema.inputs import AssetInput, ExecutionAssetInput, RecordExecutionInput
 from schema.types.asset import Asset
@@ -34,28 +35,37 @@ class Mutation:
     @strawberry.mutation(description="Create or update an asset from a declaration.")
     async def upsert_asset(self, info: Info, input: AssetInput) -> Asset:
         spec = input.to_spec()
+        authz.require_write_namespaces(info, [authz.key_namespace(spec.key, spec.namespace)], "upsertAsset")
         now = info.context.now()
 
         async def work(session: AsyncSession) -> AssetRow:
-            return await declarations.declare_asset(session, spec, now)
+            row = await declarations.declare_asset(session, spec, now)
+            authz.check_written_asset(info, row, "upsertAsset")
+            return row
 
         return Asset.from_row(await run_transaction(info.context.db, work))
 
     @strawberry.mutation(description="Soft-delete an asset: hidden from the catalog and lineage, kept for history.")
     async def delete_asset(self, info: Info, key: str) -> Asset:
+        authz.check_written_asset(info, await authz.visible_asset(info, key), "deleteAsset")
         now = info.context.now()
 
         async def work(session: AsyncSession) -> AssetRow:
-            return await declarations.delete_asset(session, key, now)
+            row = await declarations.delete_asset(session, key, now)
+            authz.check_written_asset(info, row, "deleteAsset")
+            return row
 
         return Asset.from_row(await run_transaction(info.context.db, work))
 
     @strawberry.mutation(description="Map other identifiers (URNs, paths, symlinks) onto an asset.")
     async def add_asset_aliases(self, info: Info, key: str, aliases: list[str]) -> Asset:
+        authz.check_written_asset(info, await authz.visible_asset(info, key), "addAssetAliases")
         now = info.context.now()
 
         async def work(session: AsyncSession) -> AssetRow:
-            return await declarations.declare_aliases(session, key, aliases, now)
+            row = await declarations.declare_aliases(session, key, aliases, now)
+            authz.check_written_asset(info, row, "addAssetAliases")
+            return row
 
         return Asset.from_row(await run_transaction(info.context.db, work))
 
@@ -84,8 +94,14 @@ class Mutation:
             error_message=input.error_message,
         )
         specs = [spec for item in (*input.inputs, *input.outputs) if (spec := item.declaration())]
+        namespaces = [record.job_namespace, *(authz.key_namespace(t.key) for t in (*record.inputs, *record.outputs))]
+        if parent is not None:
+            namespaces.append(parent.job_namespace)
+        authz.require_write_namespaces(info, namespaces, "recordExecution")
 
         async def work(session: AsyncSession) -> Run:
-            return await declarations.declare_execution(session, record, specs, now)
+            run = await declarations.declare_execution(session, record, specs, now)
+            await authz.check_written_run(info, session, run.id, "recordExecution")
+            return run
 
         return Execution.from_row(await run_transaction(info.context.db, work))

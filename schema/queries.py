@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated
 
@@ -66,7 +67,7 @@ class Query:
         after: str | None = None,
         order_by: AssetOrder = AssetOrder.KEY,
     ) -> AssetConnection:
-        asset_filter = (filter or AssetFilterInput()).to_filter()
+        asset_filter = replace((filter or AssetFilterInput()).to_filter(), grants=info.context.loaders.grants)
         async with info.context.db.session() as session:
             page = await catalog.list_assets(
                 session, asset_filter, page_size(info, first), after, catalog.AssetOrder(order_by.value)
@@ -114,6 +115,7 @@ class Query:
             states=[state.value for state in f.states] if f.states is not None else None,
             after=as_utc(f.after),
             before=as_utc(f.before),
+            grants=info.context.loaders.grants,
         )
         async with info.context.db.session() as session:
             page = await runs.list_runs(session, run_filter, limit, after)
@@ -135,14 +137,16 @@ class Query:
         after: str | None = None,
     ) -> Connection[Job]:
         async with info.context.db.session() as session:
-            page = await jobs.list_jobs(session, namespace, search, page_size(info, first), after)
+            page = await jobs.list_jobs(
+                session, namespace, search, page_size(info, first), after, info.context.loaders.grants
+            )
         edges, page_info = connection_edges(page, Job.from_row)
         return Connection(edges=edges, page_info=page_info)
 
     @strawberry.field(description="Asset namespaces with their asset counts per type.")
     async def namespaces(self, info: Info) -> list[Namespace]:
         async with info.context.db.session() as session:
-            rows = await catalog.count_assets_by_namespace_and_type(session)
+            rows = await catalog.count_assets_by_namespace_and_type(session, info.context.loaders.grants)
         grouped: dict[str, list[TypeCount]] = {}
         for namespace, type_, count in rows:
             grouped.setdefault(namespace, []).append(TypeCount(type=type_, count=count))

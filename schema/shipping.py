@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import strawberry
 
+from gateway.auth import Scope
 from gateway.errors import NotFound
 from gateway.store import changes as feed
+from schema import authz
 from schema.context import Info
 
 
@@ -47,11 +50,18 @@ class ShipReport:
     full: bool
 
 
+def _covers(info: Info, runner: Any) -> bool:
+    """Whether the caller's grants cover everything the shipper exports (its namespace prefix, if any)."""
+    prefix = runner.spec.filters.namespace_prefix
+    return info.context.principal.grants.covers_prefix(prefix)
+
+
 @strawberry.type
 class ShippingQuery:
     @strawberry.field(description="The configured shippers.")
     async def shippers(self, info: Info) -> list[Shipper]:
-        runners = info.context.shippers
+        authz.require_scope(info, Scope.ADMIN, "listing shippers")
+        runners = {name: runner for name, runner in info.context.shippers.items() if _covers(info, runner)}
         now = info.context.now()
         async with info.context.db.session() as session:
             states = await feed.read_shipper_states(session)
@@ -96,8 +106,9 @@ class ShippingQuery:
 class ShippingMutation:
     @strawberry.mutation(description="Run a shipper now; `full` re-exports everything.")
     async def run_shipper(self, info: Info, name: str, full: bool = False) -> ShipReport:
+        authz.require_scope(info, Scope.ADMIN, "runShipper")
         runner = info.context.shippers.get(name)
-        if runner is None:
+        if runner is None or not _covers(info, runner):
             known = ", ".join(sorted(info.context.shippers)) or "none"
             raise NotFound(f"no shipper named {name!r}; configured: {known}")
         report = await runner.run(full=full)

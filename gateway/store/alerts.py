@@ -9,10 +9,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.auth import NamespaceGrants
 from gateway.errors import Conflict, NotFound
 from gateway.orm import Alert, AlertDelivery, Asset, AssetHealth, MonitorRun
+from gateway.store.grants import namespace_clause
 from gateway.store.pagination import KeysetOrder, Page, keyset_page
-from gateway.store.sql import insert
+from gateway.store.sql import dialect_name, insert
 
 ALERT_ORDER = "OPENED_AT_DESC"
 
@@ -27,10 +29,15 @@ class AlertFilter:
     asset_ids: Sequence[int] | None = None
     opened_after: datetime | None = None
     opened_before: datetime | None = None
+    # The caller's namespace grants on the alerts' assets (None: unrestricted).
+    grants: NamespaceGrants | None = None
 
 
-def _conditions(f: AlertFilter) -> list[ColumnElement[bool]]:
+def _conditions(f: AlertFilter, dialect: str) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
+    if f.grants is not None and not f.grants.everything:
+        visible = select(Asset.id).where(namespace_clause(f.grants, Asset.namespace, dialect))
+        conditions.append(Alert.asset_id.in_(visible.scalar_subquery()))
     if f.open is not None:
         conditions.append(Alert.resolved_at.is_(None) if f.open else Alert.resolved_at.is_not(None))
     if f.kinds is not None:
@@ -60,12 +67,12 @@ ALERTS_NEWEST_FIRST: KeysetOrder[Alert] = KeysetOrder(
 
 async def list_alerts(session: AsyncSession, alert_filter: AlertFilter, first: int, after: str | None) -> Page[Alert]:
     """Alerts, newest first."""
-    statement = select(Alert).where(*_conditions(alert_filter))
+    statement = select(Alert).where(*_conditions(alert_filter, dialect_name(session)))
     return await keyset_page(session, statement, ALERTS_NEWEST_FIRST, first, after)
 
 
 async def count_alerts(session: AsyncSession, alert_filter: AlertFilter) -> int:
-    statement = select(func.count()).select_from(Alert).where(*_conditions(alert_filter))
+    statement = select(func.count()).select_from(Alert).where(*_conditions(alert_filter, dialect_name(session)))
     return (await session.execute(statement)).scalar_one()
 
 

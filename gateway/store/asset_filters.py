@@ -11,8 +11,10 @@ import orjson
 from sqlalchemy import ColumnElement, and_, bindparam, exists, func, literal, select, true, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 
+from gateway.auth import NamespaceGrants
 from gateway.errors import InvalidInput
 from gateway.orm import Asset, AssetHealth
+from gateway.store.grants import namespace_clause
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,8 @@ class AssetFilter:
     materialized_after: datetime | None = None
     materialized_before: datetime | None = None
     include_deleted: bool = False
+    # The caller's namespace grants (None: unrestricted); never set from client input.
+    grants: NamespaceGrants | None = None
 
 
 def _json_array_has(dialect: str, column: Any, value: str) -> ColumnElement[bool]:
@@ -111,6 +115,8 @@ def asset_conditions(asset_filter: AssetFilter, dialect: str) -> list[ColumnElem
     conditions: list[ColumnElement[bool]] = []
     if not f.include_deleted:
         conditions.append(Asset.deleted_at.is_(None))
+    if f.grants is not None and not f.grants.everything:
+        conditions.append(namespace_clause(f.grants, Asset.namespace, dialect))
     if f.keys is not None:
         conditions.append(Asset.key.in_(list(f.keys)))
     if f.key_prefix:

@@ -270,3 +270,11 @@ async def soft_delete_asset(session: AsyncSession, key: str, now: datetime) -> A
     asset.updated_at = now
     await session.flush()
     return asset
+
+
+async def read_asset_namespaces(session: AsyncSession, ids: Sequence[int]) -> dict[int, str]:
+    """asset id -> namespace: what authorization needs to know about assets referenced elsewhere."""
+    if not ids:
+        return {}
+    rows = await session.execute(select(Asset.id, Asset.namespace).where(Asset.id.in_(sorted(set(ids)))))
+    return {int(asset_id): str(namespace) for asset_id, namespace in rows.tuples()}

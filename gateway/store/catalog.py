@@ -8,8 +8,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.auth import NamespaceGrants
 from gateway.orm import Asset
 from gateway.store.asset_filters import AssetFilter, asset_conditions
+from gateway.store.grants import namespace_clause
 from gateway.store.pagination import Column, KeysetOrder, Page, keyset_page
 from gateway.store.sql import dialect_name
 
@@ -59,10 +61,12 @@ async def count_assets(session: AsyncSession, asset_filter: AssetFilter) -> int:
     return (await session.execute(select(func.count()).select_from(Asset).where(*conditions))).scalar_one()
 
 
-async def count_assets_by_namespace_and_type(session: AsyncSession) -> list[tuple[str, str | None, int]]:
+async def count_assets_by_namespace_and_type(
+    session: AsyncSession, grants: NamespaceGrants | None = None
+) -> list[tuple[str, str | None, int]]:
     rows = await session.execute(
         select(Asset.namespace, Asset.type, func.count())
-        .where(Asset.deleted_at.is_(None))
+        .where(Asset.deleted_at.is_(None), namespace_clause(grants, Asset.namespace, dialect_name(session)))
         .group_by(Asset.namespace, Asset.type)
         # NULLs last on both dialects (SQLite would put them first).
         .order_by(Asset.namespace, Asset.type.asc().nulls_last())

@@ -9,11 +9,13 @@ from typing import Any
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.auth import NamespaceGrants
 from gateway.errors import InvalidInput
 from gateway.orm import KEY_LENGTH, Job, Run
 from gateway.store.descriptions import merge_described
+from gateway.store.grants import namespace_clause
 from gateway.store.pagination import KeysetOrder, Page, keyset_page
-from gateway.store.sql import insert, json_merge
+from gateway.store.sql import dialect_name, insert, json_merge
 
 
 def validate_job_name(namespace: str, name: str) -> None:
@@ -100,11 +102,24 @@ JOBS_BY_NAME: KeysetOrder[Job] = KeysetOrder(
 
 
 async def list_jobs(
-    session: AsyncSession, namespace: str | None, search: str | None, first: int, after: str | None
+    session: AsyncSession,
+    namespace: str | None,
+    search: str | None,
+    first: int,
+    after: str | None,
+    grants: NamespaceGrants | None = None,
 ) -> Page[Job]:
-    conditions = []
+    conditions = [namespace_clause(grants, Job.namespace, dialect_name(session))]
     if namespace is not None:
         conditions.append(Job.namespace == namespace)
     if search:
         conditions.append(Job.name.icontains(search, autoescape=True))
     return await keyset_page(session, select(Job).where(*conditions), JOBS_BY_NAME, first, after)
+
+
+async def read_job_namespaces(session: AsyncSession, ids: Sequence[int]) -> dict[int, str]:
+    """job id -> namespace: what authorization needs to know about the jobs of runs."""
+    if not ids:
+        return {}
+    rows = await session.execute(select(Job.id, Job.namespace).where(Job.id.in_(sorted(set(ids)))))
+    return {int(job_id): str(namespace) for job_id, namespace in rows.tuples()}

@@ -11,7 +11,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.auth import NamespaceGrants
 from gateway.orm import Asset, ColumnLineage, LineageEdge
+from gateway.store.grants import namespace_clause
+from gateway.store.sql import dialect_name
 
 FRONTIER_CHUNK = 5_000
 
@@ -74,8 +77,14 @@ def _live(as_of: datetime | None) -> list[ColumnElement[bool]]:
 
 
 async def _neighbour_edges(
-    session: AsyncSession, frontier: Sequence[int], downstream: bool, as_of: datetime | None
+    session: AsyncSession,
+    frontier: Sequence[int],
+    downstream: bool,
+    as_of: datetime | None,
+    grants: NamespaceGrants | None = None,
 ) -> list[Any]:
+    # Assets outside the grants are left out, and the traversal does not pass through them.
+    visible = namespace_clause(grants, Asset.namespace, dialect_name(session))
     near, far = (
         (LineageEdge.upstream_id, LineageEdge.downstream_id)
         if downstream
@@ -94,7 +103,12 @@ async def _neighbour_edges(
                 LineageEdge.retired_at,
             )
             .join(Asset, Asset.id == far)
-            .where(near.in_(frontier[start : start + FRONTIER_CHUNK]), Asset.deleted_at.is_(None), *_live(as_of))
+            .where(
+                near.in_(frontier[start : start + FRONTIER_CHUNK]),
+                Asset.deleted_at.is_(None),
+                visible,
+                *_live(as_of),
+            )
             .order_by(near, far, LineageEdge.id)
         )
         rows.extend((await session.execute(statement)).all())
@@ -108,6 +122,7 @@ async def traverse_lineage(
     depth: int,
     max_nodes: int,
     as_of: datetime | None = None,
+    grants: NamespaceGrants | None = None,
 ) -> LineageResult:
     """Breadth-first from the root; depths are negative upstream, positive downstream."""
     depths = {root_id: 0}
@@ -130,7 +145,7 @@ async def traverse_lineage(
                 break
             next_frontier: list[int] = []
             for up, down, job_id, origin, first, last, retired in await _neighbour_edges(
-                session, frontier, downstream, as_of
+                session, frontier, downstream, as_of, grants
             ):
                 far = down if downstream else up
                 if far not in depths:
@@ -148,7 +163,12 @@ async def traverse_lineage(
 
 
 async def find_lineage_path(
-    session: AsyncSession, from_id: int, to_id: int, max_depth: int, max_nodes: int
+    session: AsyncSession,
+    from_id: int,
+    to_id: int,
+    max_depth: int,
+    max_nodes: int,
+    grants: NamespaceGrants | None = None,
 ) -> list[Edge] | None:
     """The shortest chain of edges from `from_id` down to `to_id` (or up to it), or None."""
     if from_id == to_id:
@@ -162,7 +182,7 @@ async def find_lineage_path(
                 break
             next_frontier: list[int] = []
             for up, down, job_id, origin, first, last, retired in await _neighbour_edges(
-                session, frontier, downstream, None
+                session, frontier, downstream, None, grants
             ):
                 far = down if downstream else up
                 if far in seen:
@@ -184,11 +204,13 @@ async def find_lineage_path(
     return None
 
 
-async def read_neighbour_ids(session: AsyncSession, asset_ids: Sequence[int], downstream: bool) -> dict[int, list[int]]:
+async def read_neighbour_ids(
+    session: AsyncSession, asset_ids: Sequence[int], downstream: bool, grants: NamespaceGrants | None = None
+) -> dict[int, list[int]]:
     """asset id -> ids of its live direct downstream (or upstream) assets."""
     result: dict[int, list[int]] = {asset_id: [] for asset_id in asset_ids}
     unique = sorted(set(asset_ids))
-    for up, down, *_ in await _neighbour_edges(session, unique, downstream, None):
+    for up, down, *_ in await _neighbour_edges(session, unique, downstream, None, grants):
         near, far = (up, down) if downstream else (down, up)
         if far not in result[near]:
             result[near].append(far)

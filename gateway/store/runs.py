@@ -10,8 +10,11 @@ from datetime import datetime
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.orm import Job, Run, RunAsset
+from gateway.auth import NamespaceGrants
+from gateway.orm import Asset, Job, Run, RunAsset
+from gateway.store.grants import namespace_clause
 from gateway.store.pagination import KeysetOrder, Page, keyset_page
+from gateway.store.sql import dialect_name
 
 EXECUTION_ORDER = "EVENT_TIME_DESC"
 
@@ -25,6 +28,8 @@ class RunFilter:
     parent_id: int | None = None
     job_namespace: str | None = None
     job_name: str | None = None
+    # The caller's namespace grants on job namespaces (None: unrestricted).
+    grants: NamespaceGrants | None = None
 
 
 async def read_runs_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, Run]:
@@ -67,9 +72,15 @@ async def read_children_by_run_ids(session: AsyncSession, ids: Sequence[int]) ->
     return result
 
 
-def _run_conditions(run_filter: RunFilter) -> list[ColumnElement[bool]]:
+def _visible_jobs(grants: NamespaceGrants, dialect: str) -> ColumnElement[bool]:
+    return Run.job_id.in_(select(Job.id).where(namespace_clause(grants, Job.namespace, dialect)).scalar_subquery())
+
+
+def _run_conditions(run_filter: RunFilter, dialect: str) -> list[ColumnElement[bool]]:
     f = run_filter
     conditions: list[ColumnElement[bool]] = []
+    if f.grants is not None and not f.grants.everything:
+        conditions.append(_visible_jobs(f.grants, dialect))
     if f.job_ids is not None:
         conditions.append(Run.job_id.in_(list(f.job_ids)))
     if f.states is not None:
@@ -100,15 +111,23 @@ AUDIT_NEWEST_FIRST: KeysetOrder[RunAsset] = KeysetOrder(
 
 async def list_runs(session: AsyncSession, run_filter: RunFilter, first: int, after: str | None) -> Page[Run]:
     """Runs, newest event first."""
-    statement = select(Run).where(*_run_conditions(run_filter))
+    statement = select(Run).where(*_run_conditions(run_filter, dialect_name(session)))
     return await keyset_page(session, statement, RUNS_NEWEST_FIRST, first, after)
 
 
 async def list_asset_executions(
-    session: AsyncSession, asset_id: int, role: str | None, first: int, after: str | None
+    session: AsyncSession,
+    asset_id: int,
+    role: str | None,
+    first: int,
+    after: str | None,
+    grants: NamespaceGrants | None = None,
 ) -> Page[RunAsset]:
-    """The audit log of one asset: which runs read or wrote it, newest first."""
+    """The audit log of one asset: which runs read or wrote it, newest first (runs of granted jobs only)."""
     conditions: list[ColumnElement[bool]] = [RunAsset.asset_id == asset_id]
+    if grants is not None and not grants.everything:
+        visible_runs = select(Run.id).where(_visible_jobs(grants, dialect_name(session)))
+        conditions.append(RunAsset.run_id.in_(visible_runs.scalar_subquery()))
     if role is not None:
         conditions.append(RunAsset.role == role)
     return await keyset_page(session, select(RunAsset).where(*conditions), AUDIT_NEWEST_FIRST, first, after)
@@ -130,3 +149,15 @@ async def read_producer_consumer_job_ids(
         for asset_id, job_id in rows:
             result[asset_id].append(job_id)
     return result
+
+
+async def read_run_namespaces(session: AsyncSession, run_pk: int) -> tuple[str, list[str]]:
+    """The namespaces one run touches: its job's, and those of the assets it read or wrote."""
+    job_namespace = await session.scalar(select(Job.namespace).join(Run, Run.job_id == Job.id).where(Run.id == run_pk))
+    asset_namespaces = await session.scalars(
+        select(Asset.namespace)
+        .join(RunAsset, RunAsset.asset_id == Asset.id)
+        .where(RunAsset.run_id == run_pk)
+        .distinct()
+    )
+    return str(job_namespace), list(asset_namespaces)

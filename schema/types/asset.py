@@ -127,7 +127,12 @@ class Asset:
     ) -> Connection[AssetExecution]:
         async with info.context.db.session() as session:
             page = await runs.list_asset_executions(
-                session, self.id, role.value if role else None, page_size(info, first), after
+                session,
+                self.id,
+                role.value if role else None,
+                page_size(info, first),
+                after,
+                info.context.loaders.grants,
             )
         edges, page_info = connection_edges(
             page,
@@ -229,7 +234,12 @@ async def _neighbours(info: Info, asset_id: int, depth: int, downstream: bool) -
         direction = lineage.Direction.DOWNSTREAM if downstream else lineage.Direction.UPSTREAM
         async with info.context.db.session() as session:
             result = await lineage.traverse_lineage(
-                session, asset_id, direction, depth, info.context.settings.lineage_max_nodes
+                session,
+                asset_id,
+                direction,
+                depth,
+                info.context.settings.lineage_max_nodes,
+                grants=loaders.grants,
             )
         ids = [node for node in result.node_ids if node != asset_id]
     return [Asset.from_row(row) for row in await loaders.asset_by_id.load_many(ids) if row is not None]

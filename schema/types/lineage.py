@@ -126,7 +126,13 @@ async def resolve_lineage(
     root = await _asset_or_not_found(info, key)
     async with info.context.db.session() as session:
         result = await lineage.traverse_lineage(
-            session, root.id, lineage.Direction(direction.value), depth, node_limit, as_utc(as_of)
+            session,
+            root.id,
+            lineage.Direction(direction.value),
+            depth,
+            node_limit,
+            as_utc(as_of),
+            info.context.loaders.grants,
         )
     loaders = info.context.loaders
     rows = await loaders.asset_by_id.load_many(result.node_ids)
@@ -145,7 +151,12 @@ async def resolve_lineage_path(info: Info, from_key: str, to_key: str) -> Lineag
     settings = info.context.settings
     async with info.context.db.session() as session:
         path = await lineage.find_lineage_path(
-            session, start.id, end.id, settings.lineage_max_depth, settings.lineage_max_nodes
+            session,
+            start.id,
+            end.id,
+            settings.lineage_max_depth,
+            settings.lineage_max_nodes,
+            info.context.loaders.grants,
         )
     if path is None:
         return None
