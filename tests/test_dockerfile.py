@@ -403,6 +403,20 @@ def test_container_command_migrates_serves_and_passes_its_healthcheck(built: Bui
     assert all(Path(file).is_relative_to(site) for file in origin.stdout.split()), origin.stdout
     log = tmp_path / "server.log"
 
+    # Serving every interface without a token is refused: the operator creates one first (or passes --insecure).
+    refused = subprocess.run(cmd, cwd=data_dir, env=env, capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0, refused.stdout
+    assert "without authentication" in refused.stderr and "Traceback" not in refused.stderr, refused.stderr
+    created = subprocess.run(
+        ["asset-gateway", "token", "create", "--name", "operator", "--scope", "admin", "--namespace", "*"],
+        cwd=data_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+
     with log.open("wb") as output:
         server = subprocess.Popen(
             cmd, cwd=data_dir, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True

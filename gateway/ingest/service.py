@@ -13,8 +13,10 @@ import orjson
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.auth import ANONYMOUS, Principal
 from gateway.database import Database, run_transaction
 from gateway.errors import GatewayError, InvalidInput
+from gateway.ingest.authorize import forbidden_namespace
 from gateway.ingest.events import Dataset, DatasetEvent, Event, EventError, JobEvent, RunEvent, parse_event
 from gateway.ingest.normalise import apply_event, check_identifiers
 from gateway.keys import join_key
@@ -48,6 +50,8 @@ class BodyError(ValueError):
 class Rejection:
     index: int
     error: str
+    # Refused for want of a grant rather than for being invalid (403 rather than 400 when alone).
+    forbidden: bool = False
 
     def as_json(self) -> dict[str, Any]:
         return {"index": self.index, "error": self.error}
@@ -282,7 +286,9 @@ async def apply_prepared(session: AsyncSession, events: Sequence[PreparedEvent],
     return accepted, duplicates
 
 
-async def ingest_documents(db: Database, documents: Sequence[Any], now: datetime) -> IngestReport:
+async def ingest_documents(
+    db: Database, documents: Sequence[Any], now: datetime, principal: Principal = ANONYMOUS
+) -> IngestReport:
     """Validate every document; store and apply the valid ones in one transaction.
 
     Should the store refuse one of them, the transaction is rolled back and runs again without it.
@@ -291,9 +297,15 @@ async def ingest_documents(db: Database, documents: Sequence[Any], now: datetime
     valid: list[tuple[int, PreparedEvent]] = []
     for index, document in enumerate(documents):
         try:
-            valid.append((index, prepare(document)))
+            prepared = prepare(document)
         except EventError as error:
             report.rejected.append(Rejection(index, str(error)))
+            continue
+        if (namespace := forbidden_namespace(principal, prepared.event)) is not None:
+            message = f"this token may not write namespace {namespace!r}"
+            report.rejected.append(Rejection(index, message, forbidden=True))
+            continue
+        valid.append((index, prepared))
     while valid:
         events = [prepared for _, prepared in valid]
 
