@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from gateway.auth import Principal
 from gateway.ingest.events import Dataset, DatasetEvent, Event, JobEvent, RunEvent
+from gateway.keys import join_key
 
 
 def _dataset_namespaces(dataset: Dataset) -> Iterator[str]:
@@ -31,6 +32,18 @@ def event_namespaces(event: Event) -> set[str]:
             namespaces.add(parent.root.job.namespace)
     assert isinstance(event, RunEvent | JobEvent)
     return namespaces
+
+
+def event_dataset_keys(event: Event) -> set[str]:
+    """The asset keys the event names (before alias resolution), symlinks included."""
+    datasets = [event.dataset] if isinstance(event, DatasetEvent) else [*(event.inputs or ()), *(event.outputs or ())]
+    keys: set[str] = set()
+    for dataset in datasets:
+        keys.add(join_key(dataset.namespace, dataset.name))
+        symlinks = dataset.facets.symlinks
+        for identifier in (symlinks.identifiers or []) if symlinks else []:
+            keys.add(join_key(identifier.namespace, identifier.name))
+    return keys
 
 
 def forbidden_namespace(principal: Principal, event: Event) -> str | None:

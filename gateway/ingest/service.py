@@ -16,11 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.auth import ANONYMOUS, Principal
 from gateway.database import Database, run_transaction
 from gateway.errors import GatewayError, InvalidInput
-from gateway.ingest.authorize import forbidden_namespace
+from gateway.ingest.authorize import event_dataset_keys, forbidden_namespace
 from gateway.ingest.events import Dataset, DatasetEvent, Event, EventError, JobEvent, RunEvent, parse_event
 from gateway.ingest.normalise import apply_event, check_identifiers
 from gateway.keys import join_key
 from gateway.orm import KEY_LENGTH, Asset, ColumnLineage, Job
+from gateway.store.assets import read_assets_by_keys
 from gateway.store.events import RawEvent, store_raw_event
 from gateway.store.executions import MAX_DATASETS_PER_EVENT
 from gateway.store.jobs import validate_job_name
@@ -286,6 +287,26 @@ async def apply_prepared(session: AsyncSession, events: Sequence[PreparedEvent],
     return accepted, duplicates
 
 
+async def _without_foreign_aliases(
+    db: Database, principal: Principal, valid: list[tuple[int, PreparedEvent]], report: IngestReport
+) -> list[tuple[int, PreparedEvent]]:
+    """Drops events naming a dataset that is an alias of an asset outside the grants (it would write that asset)."""
+    keys = {index: event_dataset_keys(prepared.event) for index, prepared in valid}
+    async with db.session() as session:
+        existing = await read_assets_by_keys(session, sorted(set().union(*keys.values())))
+    kept: list[tuple[int, PreparedEvent]] = []
+    for index, prepared in valid:
+        foreign = sorted(
+            a.namespace for key in keys[index] if (a := existing.get(key)) and not principal.can_write(a.namespace)
+        )
+        if foreign:
+            message = f"this token may not write namespace {foreign[0]!r} (a dataset of the event is an alias there)"
+            report.rejected.append(Rejection(index, message, forbidden=True))
+        else:
+            kept.append((index, prepared))
+    return kept
+
+
 async def ingest_documents(
     db: Database, documents: Sequence[Any], now: datetime, principal: Principal = ANONYMOUS
 ) -> IngestReport:
@@ -306,6 +327,8 @@ async def ingest_documents(
             report.rejected.append(Rejection(index, message, forbidden=True))
             continue
         valid.append((index, prepared))
+    if valid and not principal.sees_everything:
+        valid = await _without_foreign_aliases(db, principal, valid, report)
     while valid:
         events = [prepared for _, prepared in valid]
 
