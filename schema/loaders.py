@@ -8,7 +8,7 @@ With a grant on every namespace this costs nothing; otherwise at most one more s
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
@@ -124,6 +124,15 @@ class Visibility:
         return {job_id for job_id, namespace in namespaces.items() if self.principal.can_read(namespace)}
 
 
+class Neighbourhood(NamedTuple):
+    """The assets up to `depth` hops from one asset, in one direction, within a node budget."""
+
+    asset_id: int
+    downstream: bool
+    depth: int
+    max_nodes: int
+
+
 class Loaders:
     """Created once per request; a loader's cache lives as long as the request."""
 
@@ -154,6 +163,7 @@ class Loaders:
         )
         self.upstream_ids_by_asset: DataLoader[int, list[int]] = _loader(db, _neighbours(False, see.grants), [])
         self.downstream_ids_by_asset: DataLoader[int, list[int]] = _loader(db, _neighbours(True, see.grants), [])
+        self.neighbourhood_ids: DataLoader[Neighbourhood, list[int]] = _loader(db, _neighbourhoods(see.grants), [])
         self.health_by_asset: DataLoader[int, orm.AssetHealth | None] = _loader(db, alerts.read_health_by_asset_ids)
         self.open_alerts_by_asset: DataLoader[int, list[orm.Alert]] = _loader(
             db, alerts.read_open_alerts_by_asset_ids, []
@@ -195,5 +205,26 @@ def _job_ids_by_role(role: str) -> Read[int, list[int]]:
 def _neighbours(downstream: bool, grants: NamespaceGrants | None) -> Read[int, list[int]]:
     async def read(session: AsyncSession, asset_ids: list[int]) -> Mapping[int, list[int]]:
         return await lineage.read_neighbour_ids(session, asset_ids, downstream, grants)
+
+    return read
+
+
+def _neighbourhoods(grants: NamespaceGrants | None) -> Read[Neighbourhood, list[int]]:
+    """Every asset's walk of one batch together: one statement per level, not one per level and asset."""
+
+    async def read(session: AsyncSession, wanted: list[Neighbourhood]) -> Mapping[Neighbourhood, list[int]]:
+        walks: dict[tuple[bool, int, int], list[int]] = {}
+        for key in wanted:
+            walks.setdefault((key.downstream, key.depth, key.max_nodes), []).append(key.asset_id)
+        found: dict[Neighbourhood, list[int]] = {}
+        for (downstream, depth, max_nodes), asset_ids in walks.items():
+            direction = lineage.Direction.DOWNSTREAM if downstream else lineage.Direction.UPSTREAM
+            results = await lineage.traverse_lineage_many(
+                session, asset_ids, direction, depth, max_nodes, grants=grants
+            )
+            for asset_id, result in results.items():
+                nodes = [node for node in result.node_ids if node != asset_id]
+                found[Neighbourhood(asset_id, downstream, depth, max_nodes)] = nodes
+        return found
 
     return read

@@ -277,4 +277,4 @@ async def read_asset_namespaces(session: AsyncSession, ids: Sequence[int]) -> di
     if not ids:
         return {}
     rows = await session.execute(select(Asset.id, Asset.namespace).where(Asset.id.in_(sorted(set(ids)))))
-    return {int(asset_id): str(namespace) for asset_id, namespace in rows.tuples()}
+    return {int(row[0]): str(row[1]) for row in rows}

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.auth import NamespaceGrants
@@ -65,11 +65,26 @@ async def read_jobs_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[in
     return {job.id: job for job in rows}
 
 
+# (namespace, name) pairs looked up per statement: their namespaces and names stay far below the bind parameter
+# limits (32,767 for asyncpg, 32,766 for a default SQLite build), whatever a request asks for.
+NAMES_PER_STATEMENT = 5_000
+
+
 async def read_jobs_by_names(session: AsyncSession, names: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Job]:
-    if not names:
-        return {}
-    rows = await session.scalars(select(Job).where(tuple_(Job.namespace, Job.name).in_(sorted(set(names)))))
-    return {(job.namespace, job.name): job for job in rows}
+    # Two scalar IN lists, not a row-value IN: Postgres turns `(namespace, name) IN (($1, $2), ...)` into a tree of
+    # ORs that exceeds its stack depth limit at about 8,000 pairs, which one `_entities` request can hold. The two
+    # lists can match more jobs than were asked for; those are dropped here.
+    wanted = sorted(set(names))
+    found: dict[tuple[str, str], Job] = {}
+    for start in range(0, len(wanted), NAMES_PER_STATEMENT):
+        chunk = wanted[start : start + NAMES_PER_STATEMENT]
+        namespaces, job_names = sorted({pair[0] for pair in chunk}), sorted({pair[1] for pair in chunk})
+        statement = select(Job).where(Job.namespace.in_(namespaces), Job.name.in_(job_names))
+        asked = set(chunk)
+        for job in await session.scalars(statement):
+            if (job.namespace, job.name) in asked:
+                found[job.namespace, job.name] = job
+    return found
 
 
 async def read_latest_runs_by_job_ids(session: AsyncSession, job_ids: Sequence[int]) -> dict[int, Run]:
@@ -122,4 +137,4 @@ async def read_job_namespaces(session: AsyncSession, ids: Sequence[int]) -> dict
     if not ids:
         return {}
     rows = await session.execute(select(Job.id, Job.namespace).where(Job.id.in_(sorted(set(ids)))))
-    return {int(job_id): str(namespace) for job_id, namespace in rows.tuples()}
+    return {int(row[0]): str(row[1]) for row in rows}

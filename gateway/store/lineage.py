@@ -115,6 +115,52 @@ async def _neighbour_edges(
     return rows
 
 
+_SIDES = {
+    Direction.UPSTREAM: (False,),
+    Direction.DOWNSTREAM: (True,),
+    Direction.BOTH: (False, True),
+}
+
+
+@dataclass
+class _Walk:
+    """One root's breadth-first walk, advanced a level at a time (beside other roots' walks)."""
+
+    root_id: int
+    depths: dict[int, int]
+    edges: dict[tuple[int, int], Edge] = field(default_factory=dict)
+    truncated: bool = False
+    frontier: list[int] = field(default_factory=list)
+    visited: set[int] = field(default_factory=set)
+
+    def turn(self) -> None:
+        """Start the next direction from the root."""
+        # Each direction expands every node it reaches, even one the other direction met first
+        # (in a cycle, a node can be both upstream and downstream of the root); that node keeps
+        # the depth it was given first.
+        self.frontier = [self.root_id]
+        self.visited = {self.root_id}
+
+    def step(self, rows_by_near: dict[int, list[Any]], downstream: bool, level: int, max_nodes: int) -> None:
+        sign = 1 if downstream else -1
+        next_frontier: list[int] = []
+        # Nodes in id order, each one's edges as _neighbour_edges orders them: the same for any company of roots.
+        for near in sorted(self.frontier):
+            for up, down, job_id, origin, first, last, retired in rows_by_near.get(near, ()):
+                far = down if downstream else up
+                if far not in self.depths:
+                    if len(self.depths) >= max_nodes:
+                        self.truncated = True
+                        continue
+                    self.depths[far] = sign * level
+                if far not in self.visited:
+                    self.visited.add(far)
+                    next_frontier.append(far)
+                edge = self.edges.setdefault((up, down), Edge(up, down))
+                edge.absorb(job_id, origin, first, last, retired)
+        self.frontier = next_frontier
+
+
 async def traverse_lineage(
     session: AsyncSession,
     root_id: int,
@@ -125,41 +171,40 @@ async def traverse_lineage(
     grants: NamespaceGrants | None = None,
 ) -> LineageResult:
     """Breadth-first from the root; depths are negative upstream, positive downstream."""
-    depths = {root_id: 0}
-    edges: dict[tuple[int, int], Edge] = {}
-    truncated = False
-    sides = {
-        Direction.UPSTREAM: (False,),
-        Direction.DOWNSTREAM: (True,),
-        Direction.BOTH: (False, True),
-    }[direction]
-    for downstream in sides:
-        frontier = [root_id]
-        # Each direction expands every node it reaches, even one the other direction met first
-        # (in a cycle, a node can be both upstream and downstream of the root); that node keeps
-        # the depth it was given first.
-        visited = {root_id}
-        sign = 1 if downstream else -1
+    found = await traverse_lineage_many(session, [root_id], direction, depth, max_nodes, as_of, grants)
+    return found[root_id]
+
+
+async def traverse_lineage_many(
+    session: AsyncSession,
+    root_ids: Sequence[int],
+    direction: Direction,
+    depth: int,
+    max_nodes: int,
+    as_of: datetime | None = None,
+    grants: NamespaceGrants | None = None,
+) -> dict[int, LineageResult]:
+    """traverse_lineage from every root at once: one statement per level for all of them (the node budget and
+    the answer stay each root's own)."""
+    walks = [_Walk(root_id, {root_id: 0}) for root_id in dict.fromkeys(root_ids)]
+    for downstream in _SIDES[direction]:
+        for walk in walks:
+            walk.turn()
         for level in range(1, depth + 1):
-            if not frontier:
+            active = [walk for walk in walks if walk.frontier]
+            if not active:
                 break
-            next_frontier: list[int] = []
-            for up, down, job_id, origin, first, last, retired in await _neighbour_edges(
-                session, frontier, downstream, as_of, grants
-            ):
-                far = down if downstream else up
-                if far not in depths:
-                    if len(depths) >= max_nodes:
-                        truncated = True
-                        continue
-                    depths[far] = sign * level
-                if far not in visited:
-                    visited.add(far)
-                    next_frontier.append(far)
-                edge = edges.setdefault((up, down), Edge(up, down))
-                edge.absorb(job_id, origin, first, last, retired)
-            frontier = next_frontier
-    return LineageResult(root_id, depths, list(edges.values()), truncated)
+            frontier = sorted({node for walk in active for node in walk.frontier})
+            rows_by_near: dict[int, list[Any]] = {}
+            for row in await _neighbour_edges(session, frontier, downstream, as_of, grants):
+                up, down = row[0], row[1]
+                rows_by_near.setdefault(up if downstream else down, []).append(row)
+            for walk in active:
+                walk.step(rows_by_near, downstream, level, max_nodes)
+    return {
+        walk.root_id: LineageResult(walk.root_id, walk.depths, list(walk.edges.values()), walk.truncated)
+        for walk in walks
+    }
 
 
 async def find_lineage_path(

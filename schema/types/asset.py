@@ -10,9 +10,10 @@ from strawberry.scalars import JSON
 
 from gateway import orm
 from gateway.store import alerts as alert_store
-from gateway.store import lineage, runs
+from gateway.store import runs
 from monitors.messages import explain, policy_deadline
 from schema.context import Info
+from schema.loaders import Neighbourhood
 from schema.types.common import Connection, Role, RunState, as_json, connection_edges, page_size, reference_field
 from schema.types.execution import Execution
 from schema.types.job import Job
@@ -231,15 +232,7 @@ async def _neighbours(info: Info, asset_id: int, depth: int, downstream: bool) -
         loader = loaders.downstream_ids_by_asset if downstream else loaders.upstream_ids_by_asset
         ids = await loader.load(asset_id)
     else:
-        direction = lineage.Direction.DOWNSTREAM if downstream else lineage.Direction.UPSTREAM
-        async with info.context.db.session() as session:
-            result = await lineage.traverse_lineage(
-                session,
-                asset_id,
-                direction,
-                depth,
-                info.context.settings.lineage_max_nodes,
-                grants=loaders.grants,
-            )
-        ids = [node for node in result.node_ids if node != asset_id]
+        # Batched: a list of assets asking for their neighbourhoods walks the graph once per level, for all of them.
+        max_nodes = info.context.settings.lineage_max_nodes
+        ids = await loaders.neighbourhood_ids.load(Neighbourhood(asset_id, downstream, depth, max_nodes))
     return [Asset.from_row(row) for row in await loaders.asset_by_id.load_many(ids) if row is not None]
