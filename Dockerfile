@@ -24,7 +24,8 @@ FROM python:3.11-slim
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    GATEWAY_DATA_DIR=/var/lib/asset-gateway
+    GATEWAY_DATA_DIR=/var/lib/asset-gateway \
+    GATEWAY_LOG_FORMAT=json
 
 RUN groupadd --system --gid 10001 gateway \
     && useradd --system --no-log-init --uid 10001 --gid gateway \

@@ -40,11 +40,12 @@ def serve(ctx: click.Context, host: str | None, port: int | None, log_level: str
 
     from gateway.app import create_app
     from gateway.authenticator import Authenticator, InsecureStartup
+    from gateway.logs import configure_logging
 
     settings = _settings(ctx, host=host, port=port, log_level=log_level, insecure=insecure)
     if settings.log_level.lower() not in LOG_LEVELS:
         raise click.UsageError(f"invalid settings: log_level must be one of {', '.join(LOG_LEVELS)}")
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_level, settings.log_format)
     try:
         app = create_app(settings)
     except OSError as error:
@@ -67,8 +68,14 @@ def serve(ctx: click.Context, host: str | None, port: int | None, log_level: str
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
+        # Our handler formats uvicorn's records too (text or JSON), and gateway.access logs each request once,
+        # with its request id: uvicorn's own logging config and access log would duplicate it in another form.
+        log_config=None,
+        access_log=False,
         proxy_headers=False,
         server_header=False,
+        # A websocket client that stopped reading keeps its connection from closing: stop anyway after this.
+        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
     )
 
 

@@ -87,6 +87,8 @@ class Database:
         self.serving = serving
         self.engine = create_engine(settings, serving)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        # Called after every committed `transaction()` (live updates wake up on SQLite); they must not block.
+        self.commit_listeners: list[Callable[[], None]] = []
 
     @staticmethod
     def describe(settings: Settings) -> str:
@@ -112,6 +114,8 @@ class Database:
                 await session.rollback()
                 raise
             await session.commit()
+        for listener in self.commit_listeners:
+            listener()
 
     async def dispose(self) -> None:
         await self.engine.dispose()

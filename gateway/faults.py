@@ -6,7 +6,8 @@ Three database faults are the operator's business rather than a bug of the gatew
 - NOT_MIGRATED: its schema is missing or behind this gateway's (`asset-gateway migrate` has not run);
 - STATEMENT_TIMEOUT: Postgres cancelled a statement that ran past `statement_timeout` (SQLSTATE 57014).
 
-Every HTTP path answers the first two with 503 and Retry-After, never 500; GraphQL codes the last as TIMEOUT.
+Every HTTP path answers them with 503 and Retry-After, never 500; only GraphQL codes a statement timeout TIMEOUT
+in a 200, like its own request timeout, since the operation (not the service) was too slow.
 """
 
 from __future__ import annotations

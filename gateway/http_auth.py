@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -10,6 +12,7 @@ from gateway.auth import Unauthenticated
 from gateway.authenticator import Authenticator
 from gateway.faults import is_database_unavailable, unavailable_response
 
+logger = logging.getLogger("gateway.auth")
 PRINCIPAL = "principal"
 # Probes stay open: an orchestrator's liveness check carries no token.
 OPEN_PATHS = frozenset({"/", "/healthz", "/readyz"})
@@ -57,6 +60,7 @@ class AuthMiddleware:
         except Exception as error:
             if not is_database_unavailable(error):
                 raise
+            logger.warning("cannot check the token: the database is unavailable (%s)", type(error).__name__)
             if scope["type"] == "websocket":
                 await send({"type": "websocket.close", "code": 1013, "reason": "database unavailable"})
                 return

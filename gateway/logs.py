@@ -15,9 +15,11 @@ LogFormat = Literal["text", "json"]
 # Set by gateway.request_context for the life of one request; every record logged meanwhile carries it.
 REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-# Attributes every LogRecord has; anything else on a record came through `extra=` and belongs in the JSON line.
+# Attributes every LogRecord has; anything else on a record came through `extra=` and belongs in the JSON line,
+# except uvicorn's `color_message` (the message again, with terminal colour codes).
 _STANDARD_ATTRIBUTES = frozenset(
-    vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None)).keys() | {"message", "asctime", "request_id"}
+    vars(logging.LogRecord("", logging.INFO, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "request_id", "color_message"}
 )
 
 

@@ -83,7 +83,9 @@ class RequestContextMiddleware:
         method: str = scope["method"]
         path: str = scope["path"]
         duration_ms = round(seconds * 1000, 2)
-        access_logger.info(
+        # A 5xx is the operator's business (an outage answers 503): it stands out of the stream of requests.
+        access_logger.log(
+            logging.WARNING if status >= 500 else logging.INFO,
             "%s %s %d %.1fms",
             method,
             path,

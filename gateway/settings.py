@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     # An upper bound on the objects an operation resolves (schema/cost.py); 100 assets with their upstream and
     # downstream lineage cost about 410,000, 500 assets with 500 executions each more than 500,000.
     max_query_cost: int = Field(default=500_000, ge=1)
+    # How often one field may be selected in one selection set (schema/repeats.py).
+    max_field_repeats: int = Field(default=50, ge=1)
     max_graphql_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     # Operations in one batched request (a JSON array of them); 0 refuses batches.
     max_batch_operations: int = Field(default=0, ge=0, le=100)
@@ -74,6 +76,14 @@ class Settings(BaseSettings):
     lineage_default_depth: int = Field(default=3, ge=1, le=20)
     lineage_max_depth: int = Field(default=20, ge=1, le=20)
     lineage_max_nodes: int = Field(default=2000, ge=1, le=100_000)
+    # Subscriptions (gateway/live): updates waiting per subscription before its consumer counts as too slow and
+    # is disconnected; how long it then has to receive the notice; how often the change feed is polled for
+    # what no notification announced (other processes' writes on SQLite, a lost LISTEN connection on Postgres).
+    live_queue_size: int = Field(default=256, ge=1, le=100_000)
+    live_drop_grace_seconds: float = Field(default=5.0, gt=0, le=300)
+    live_poll_seconds: float = Field(default=2.0, gt=0, le=3600)
+    # `serve` on SIGTERM: requests and websockets still open after this long are cut off.
+    shutdown_timeout_seconds: int = Field(default=15, ge=1, le=3600)
 
     @field_validator("cors_origins", mode="before")
     @classmethod

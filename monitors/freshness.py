@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
@@ -50,6 +50,8 @@ class FreshnessMonitor:
         self._policies_synced = False
         # Keys of the assets whose config policies the last sync skipped because no such asset existed yet.
         self._waiting_for: set[str] = set()
+        # Told of every run (the /metrics figures); None for a run that could not be recorded at all.
+        self.observers: list[Callable[[str, MonitorRun | None], None]] = []
 
     async def sync_policies(self, now: datetime) -> None:
         specs = [policy.to_spec("config") for policy in self.config_policies]
@@ -71,6 +73,15 @@ class FreshnessMonitor:
 
     async def run(self, now: datetime | None = None) -> MonitorRun:
         """One sweep. Errors are logged and recorded on the run, never raised."""
+        record: MonitorRun | None = None
+        try:
+            record = await self._run(now)
+            return record
+        finally:
+            for observer in self.observers:
+                observer(self.name, record)
+
+    async def _run(self, now: datetime | None) -> MonitorRun:
         now = now or datetime.now(UTC)
         started = time.perf_counter()
         async with self.db.transaction() as session:

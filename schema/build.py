@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import strawberry
@@ -17,8 +17,11 @@ from strawberry.extensions import (
 )
 from strawberry.federation.schema import FederationAny
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES, StreamResult
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionResult, Info
+from strawberry.types.execution import PreExecutionError
+from strawberry.types.graphql import OperationType
 
 from gateway.errors import InvalidInput
 from gateway.metrics import GatewayMetrics
@@ -30,8 +33,10 @@ from schema.metrics_extension import GraphQLMetrics
 from schema.monitoring import MonitoringMutation, MonitoringQuery
 from schema.mutations import Mutation
 from schema.queries import Query
+from schema.shape import DocumentShapeLimiter
 from schema.shipping import ShippingMutation, ShippingQuery
 from schema.strings import StorableStrings, variables_error
+from schema.subscriptions import Subscription
 from schema.types.asset import Asset
 from schema.types.execution import Execution
 from schema.types.job import Job
@@ -52,12 +57,22 @@ class GatewaySchema(strawberry.federation.Schema):
         variables = kwargs.get("variable_values", args[1] if len(args) > 1 else None)
         if isinstance(variables, Mapping) and (error := variables_error(variables)) is not None:
             return ExecutionResult(data=None, errors=[error])
+        # Subscriptions are served over websockets (graphql-transport-ws) only: over HTTP, a 400 says so.
+        allowed = kwargs.get("allowed_operation_types") or DEFAULT_ALLOWED_OPERATION_TYPES
+        kwargs["allowed_operation_types"] = set(allowed) - {OperationType.SUBSCRIPTION}
         result = await super().execute(*args, **kwargs)
         # Errors raised while an extension parses (ParserCache, MaxTokensLimiter: syntax errors, the token
         # limit) leave Strawberry outside the operation hook where ErrorCodes works: code them here too.
         if result.errors:
             result.errors = code_errors(result.errors)
         return result
+
+    async def stream(self, *args: Any, **kwargs: Any) -> StreamResult:
+        # Operations over websockets: the same check of the variables as over HTTP.
+        variables = kwargs.get("variable_values", args[1] if len(args) > 1 else None)
+        if isinstance(variables, Mapping) and (error := variables_error(variables)) is not None:
+            return _refused(error)
+        return await super().stream(*args, **kwargs)
 
     def entities_resolver(self, info: Info, representations: list[FederationAny]) -> list[FederationAny]:
         # A representation naming no entity type is the client's mistake, not a KeyError of ours.
@@ -68,6 +83,10 @@ class GatewaySchema(strawberry.federation.Schema):
                     f"representation {index} must have a __typename of {', '.join(ENTITY_TYPES)}, got {type_name!r}"
                 )
         return super().entities_resolver(info, representations)
+
+
+async def _refused(error: GraphQLError) -> AsyncGenerator[PreExecutionError, None]:
+    yield PreExecutionError(data=None, errors=[error])
 
 
 def build_schema(settings: Settings | None = None, metrics: GatewayMetrics | None = None) -> GatewaySchema:
@@ -81,6 +100,7 @@ def build_schema(settings: Settings | None = None, metrics: GatewayMetrics | Non
         lambda: ParserCache(maxsize=512),
         lambda: ValidationCache(maxsize=512),
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
+        lambda: DocumentShapeLimiter(settings.max_field_repeats),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
         lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
         lambda: AddValidationRules(rules),
@@ -91,6 +111,7 @@ def build_schema(settings: Settings | None = None, metrics: GatewayMetrics | Non
     return GatewaySchema(
         query=merge_types("Query", (Query, MonitoringQuery, ShippingQuery)),
         mutation=merge_types("Mutation", (Mutation, MonitoringMutation, ShippingMutation)),
+        subscription=Subscription,
         types=ENTITIES,
         extensions=extensions,
         config=StrawberryConfig(

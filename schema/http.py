@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import orjson
@@ -13,19 +14,29 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLRequestData
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
+from strawberry.types.unset import UnsetType
 
+from gateway.auth import Unauthenticated
 from gateway.authenticator import Authenticator
 from gateway.body_limit import BodyTooLarge, read_body, replay
 from gateway.database import Database
+from gateway.faults import RETRY_AFTER_SECONDS, SERVICE_UNAVAILABLE
 from gateway.http_auth import PRINCIPAL
+from gateway.live import LiveChanges
 from gateway.settings import Settings
+from schema import websocket
 from schema.build import GatewaySchema
 from schema.context import Context
+from schema.loaders import Loaders
 
 
 class GatewayGraphQL(GraphQL[Context, None]):
+    websocket_adapter_class = websocket.TextWebSocketAdapter
+
     def __init__(
         self,
         schema: GatewaySchema,
@@ -34,21 +45,46 @@ class GatewayGraphQL(GraphQL[Context, None]):
         monitors: dict[str, Any] | None = None,
         shippers: dict[str, Any] | None = None,
         authenticator: Authenticator | None = None,
+        live: LiveChanges | None = None,
     ) -> None:
         super().__init__(
             schema,
             graphql_ide="graphiql" if settings.graphiql else None,
             allow_queries_via_get=settings.graphql_get_queries,
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         )
         self.db = db
         self.settings = settings
         self.monitors = monitors or {}
         self.shippers = shippers or {}
         self.authenticator = authenticator or Authenticator(db, settings)
+        self.live = live
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
-        principal = request.scope.get("state", {}).get(PRINCIPAL) or await self.authenticator.authenticate(None)
-        return Context.create(self.db, self.settings, request, response, self.monitors, self.shippers, principal)
+        state = request.scope.get("state", {})
+        principal, session = state.get(PRINCIPAL), state.get(websocket.SESSION)
+        if principal is None:
+            # A websocket without an Authorization header authenticates its connection_init (on_ws_connect).
+            principal = websocket.UNAUTHENTICATED if session else await self.authenticator.authenticate(None)
+        elif session is not None:
+            session.authenticated = True
+        context = Context.create(self.db, self.settings, request, response, self.monitors, self.shippers, principal)
+        context.websocket, context.live = session, self.live
+        return context
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        session = context.websocket
+        if session is None or session.authenticated:
+            return UnsetType()
+        try:
+            principal = await self.authenticator.authenticate(
+                websocket.connection_authorization(context.connection_params)
+            )
+        except Unauthenticated as error:
+            raise ConnectionRejectionError({"message": error.message}) from error
+        session.authenticated = True
+        context.principal, context.loaders = principal, Loaders(self.db, principal)
+        return UnsetType()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -65,10 +101,28 @@ class GatewayGraphQL(GraphQL[Context, None]):
             if body is None:
                 return
             receive = replay(body, receive)
+        elif scope["type"] == "websocket":
+            await websocket.serve(super().__call__, scope, receive, send, self.settings.live_drop_grace_seconds)
+            return
         await super().__call__(scope, receive, send)
 
     def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
+        try:
+            return orjson.dumps(data)
+        except orjson.JSONEncodeError:
+            # orjson writes no integer beyond 64 bits; one stored before the edge refused them must not turn every
+            # answer that shows it into a 500.
+            return json.dumps(data, separators=(",", ":")).encode()
+
+    def create_response(
+        self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
+    ) -> Response:
+        # A database that is away is not the client's fault nor a bug: 503 and when to retry, like every other path.
+        results = response_data if isinstance(response_data, list) else [response_data]
+        if any(_has_code(result, SERVICE_UNAVAILABLE) for result in results):
+            sub_response.status_code = 503
+            sub_response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return super().create_response(response_data, sub_response)
 
     async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData | list[GraphQLRequestData]:
         # Strawberry expects a JSON object, or an array of objects, and fails with a 500 on anything else.
@@ -110,6 +164,14 @@ class GatewayGraphQL(GraphQL[Context, None]):
                 f"the request took longer than {limit:g} s and was stopped", extensions={"code": "TIMEOUT"}
             )
             return ExecutionResult(data=None, errors=[error])
+
+
+def _has_code(result: GraphQLHTTPResponse, code: str) -> bool:
+    for error in result.get("errors") or ():
+        extensions = error.get("extensions") if isinstance(error, dict) else None
+        if isinstance(extensions, dict) and extensions.get("code") == code:
+            return True
+    return False
 
 
 def _json_kind(value: object) -> str:

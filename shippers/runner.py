@@ -41,6 +41,8 @@ class ShipperRunner:
         self.filters = Filters(**spec.filters.as_dict())
         self.retry_base_seconds = retry_base_seconds
         self._lock = asyncio.Lock()
+        # Told of every run's report (the /metrics figures).
+        self.observers: list[Callable[[str, ShipReport], None]] = []
 
     @property
     def name(self) -> str:
@@ -50,10 +52,13 @@ class ShipperRunner:
         """One pass to the end of the feed (or of everything, with `full`). Never raises."""
         async with self._lock:
             try:
-                return await (self._full(progress) if full else self._incremental(progress))
+                report = await (self._full(progress) if full else self._incremental(progress))
             except Exception as error:
                 logger.exception("shipper %s failed", self.name)
-                return ShipReport(error=f"{type(error).__name__}: {error}", full=full)
+                report = ShipReport(error=f"{type(error).__name__}: {error}", full=full)
+        for observer in self.observers:
+            observer(self.name, report)
+        return report
 
     async def _ship(self, batch: ChangeBatch) -> str | None:
         """Ship with retries and exponential backoff; the last error, or None once accepted."""

@@ -310,51 +310,55 @@ async def unreachable_app(tmp_path: Path) -> AsyncIterator[Starlette]:
     await app.state.db.dispose()
 
 
-def _assert_masked(body: dict[str, Any], path: list[str]) -> None:
-    assert body["errors"] == [
-        {
-            "message": "Unexpected error.",
-            "locations": body["errors"][0]["locations"],
-            "path": path,
-            "extensions": {"code": "INTERNAL_SERVER_ERROR"},
-        }
-    ]
+def _assert_unavailable(response: httpx.Response, says: str) -> None:
+    """503 with Retry-After, coded SERVICE_UNAVAILABLE, in our words: none of the driver's detail."""
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"].isdigit()
+    body = response.json()
+    assert [error["extensions"]["code"] for error in body["errors"]] == ["SERVICE_UNAVAILABLE"]
+    assert says in body["errors"][0]["message"]
     text = orjson.dumps(body).decode()
     for leak in ("Traceback", "Connect", "Errno", "127.0.0.1", "sqlite", "SELECT", "no such table"):
         assert leak not in text
 
 
-async def test_database_unreachable_is_masked_and_logged(
+async def test_database_unreachable_is_503_and_logged(
     unreachable_app: Starlette, caplog: pytest.LogCaptureFixture
 ) -> None:
     transport = httpx.ASGITransport(app=unreachable_app)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway.test") as client:
-        with caplog.at_level(logging.ERROR, logger="gateway.graphql"):
+        # The auth middleware asks the database first: it answers for every path, GraphQL or not.
+        with caplog.at_level(logging.INFO, logger="gateway.access"):
             response = await client.post("/graphql", json={"query": "{ assets { totalCount } }"})
-        assert response.status_code == 200
-        _assert_masked(response.json(), ["assets"])
-        assert response.json()["data"] is None
-        # The operator sees what happened.
-        logged = [record for record in caplog.records if record.name == "gateway.graphql"]
-        assert logged
-        assert logged[0].levelno == logging.ERROR
-        assert logged[0].exc_info is not None
-        assert isinstance(logged[0].exc_info[1], OSError)
+        _assert_unavailable(response, "the database is unavailable")
+        # The operator sees what happened: a warning in the access log, with the request's id.
+        logged = [record for record in caplog.records if record.name == "gateway.access"]
+        assert len(logged) == 1
+        assert logged[0].levelno == logging.WARNING
+        assert logged[0].status == 503  # type: ignore[attr-defined]
+        assert logged[0].request_id == response.headers["x-request-id"]  # type: ignore[attr-defined]
 
+        # While the auth check's last answer is cached, requests reach the resolvers and the ingest endpoint: 503 too.
         mutation = await client.post("/graphql", json={"query": UPSERT, "variables": {"input": {"key": "pg://db/a"}}})
-        assert mutation.status_code == 200
-        _assert_masked(mutation.json(), ["upsertAsset"])
+        _assert_unavailable(mutation, "the database is unavailable")
+        event = {
+            "eventType": "START",
+            "eventTime": "2026-01-05T03:00:00+00:00",
+            "producer": "https://github.com/example/asset-gateway-tests",
+            "run": {"runId": "0190a8a0-0000-7000-8000-000000000001"},
+            "job": {"namespace": "n", "name": "j"},
+        }
+        _assert_unavailable(await client.post("/api/v1/lineage", json=event), "the database is unavailable")
 
         ready = await client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["status"] == "unavailable"
 
 
-async def test_database_not_migrated_is_masked(tmp_path: Path) -> None:
+async def test_database_not_migrated_is_503(tmp_path: Path) -> None:
     async with _client(create_app(Settings(data_dir=tmp_path, auto_migrate=False))) as client:
-        body = await graphql(client, '{ asset(key: "pg://db/a") { key } }')
-        _assert_masked(body, ["asset"])
-        assert body["data"] == {"asset": None}
+        response = await client.post("/graphql", json={"query": '{ asset(key: "pg://db/a") { key } }'})
+        _assert_unavailable(response, "run `asset-gateway migrate`")
         ready = await client.get("/readyz")
         assert ready.status_code == 503
         assert "asset-gateway migrate" in ready.json()["reason"]
