@@ -137,6 +137,8 @@ class Principal:
 
 # Auth switched off (no tokens on a loopback address, or --insecure): the caller may do anything.
 ANONYMOUS = Principal(name="anonymous", scope=Scope.ADMIN)
+# A request the middleware let through without a token while auth is on (the GraphiQL page): sees nothing.
+NOBODY = Principal(name="nobody", scope=Scope.READ, grants=NamespaceGrants(()))
 
 
 def new_token() -> str:

@@ -15,7 +15,7 @@ from gateway.auth import Forbidden, Principal, Scope
 from gateway.errors import NotFound
 from gateway.keys import split_key, validate_key
 from gateway.orm import Asset as AssetRow
-from gateway.store import runs
+from gateway.store import assets, runs
 from schema.context import Info
 
 
@@ -35,6 +35,12 @@ def key_namespace(key: str, namespace: str | None = None) -> str:
     return namespace if namespace is not None else split_key(key.strip()).namespace
 
 
+def alias_namespaces(aliases: Iterable[str]) -> list[str]:
+    """The namespaces aliases claim a name in. An alias without one of its own (a URN, a bare name) claims
+    nothing beyond the asset it names, so writing that asset is enough."""
+    return [split_key(alias.strip()).namespace for alias in aliases if "/" in alias]
+
+
 def require_write_namespaces(info: Info, namespaces: Iterable[str], what: str) -> None:
     caller = principal(info)
     caller.require(Scope.WRITE, what)
@@ -48,6 +54,13 @@ async def visible_asset(info: Info, key: str) -> AssetRow:
     if row is None:
         raise NotFound(f"no asset with key {key!r}")
     return row
+
+
+async def check_existing_asset(info: Info, session: AsyncSession, key: str, what: str) -> None:
+    """Refuses a write to an asset that exists (by key or alias) in a namespace the caller may not write."""
+    existing = (await assets.read_assets_by_keys(session, [key.strip()], include_deleted=True)).get(key.strip())
+    if existing is not None and not principal(info).can_write(existing.namespace):
+        raise Forbidden(f"{what}: the asset {key!r} is in a namespace this token may not write")
 
 
 def check_written_asset(info: Info, row: AssetRow, what: str) -> None:

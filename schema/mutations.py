@@ -35,10 +35,16 @@ class Mutation:
     @strawberry.mutation(description="Create or update an asset from a declaration.")
     async def upsert_asset(self, info: Info, input: AssetInput) -> Asset:
         spec = input.to_spec()
-        authz.require_write_namespaces(info, [authz.key_namespace(spec.key, spec.namespace)], "upsertAsset")
+        namespaces = [
+            authz.key_namespace(spec.key, spec.namespace),
+            *(authz.key_namespace(key) for key in spec.upstream_keys or ()),
+            *authz.alias_namespaces(spec.aliases),
+        ]
+        authz.require_write_namespaces(info, namespaces, "upsertAsset")
         now = info.context.now()
 
         async def work(session: AsyncSession) -> AssetRow:
+            await authz.check_existing_asset(info, session, spec.key, "upsertAsset")
             row = await declarations.declare_asset(session, spec, now)
             authz.check_written_asset(info, row, "upsertAsset")
             return row
@@ -60,6 +66,7 @@ class Mutation:
     @strawberry.mutation(description="Map other identifiers (URNs, paths, symlinks) onto an asset.")
     async def add_asset_aliases(self, info: Info, key: str, aliases: list[str]) -> Asset:
         authz.check_written_asset(info, await authz.visible_asset(info, key), "addAssetAliases")
+        authz.require_write_namespaces(info, authz.alias_namespaces(aliases), "addAssetAliases")
         now = info.context.now()
 
         async def work(session: AsyncSession) -> AssetRow:

@@ -9,12 +9,26 @@ from gateway.ingest.events import Dataset, DatasetEvent, Event, JobEvent, RunEve
 from gateway.keys import join_key
 
 
-def _dataset_namespaces(dataset: Dataset) -> Iterator[str]:
-    yield dataset.namespace
+def _named_datasets(dataset: Dataset) -> Iterator[tuple[str, str]]:
+    """(namespace, name) of every asset a dataset of the event may create or change."""
+    yield dataset.namespace, dataset.name
     symlinks = dataset.facets.symlinks
     # A symlink may make the table its key: it is written as much as the dataset named in the event.
     for identifier in (symlinks.identifiers or []) if symlinks else []:
-        yield identifier.namespace
+        yield identifier.namespace, identifier.name
+    # Column lineage names its source datasets, which are created when unknown.
+    columns = dataset.facets.columnLineage
+    if columns is not None:
+        for column in columns.fields.values():
+            for source in column.inputFields:
+                yield source.namespace, source.name
+        for source in columns.dataset or ():
+            yield source.namespace, source.name
+
+
+def _dataset_namespaces(dataset: Dataset) -> Iterator[str]:
+    for namespace, _ in _named_datasets(dataset):
+        yield namespace
 
 
 def event_namespaces(event: Event) -> set[str]:
@@ -37,13 +51,7 @@ def event_namespaces(event: Event) -> set[str]:
 def event_dataset_keys(event: Event) -> set[str]:
     """The asset keys the event names (before alias resolution), symlinks included."""
     datasets = [event.dataset] if isinstance(event, DatasetEvent) else [*(event.inputs or ()), *(event.outputs or ())]
-    keys: set[str] = set()
-    for dataset in datasets:
-        keys.add(join_key(dataset.namespace, dataset.name))
-        symlinks = dataset.facets.symlinks
-        for identifier in (symlinks.identifiers or []) if symlinks else []:
-            keys.add(join_key(identifier.namespace, identifier.name))
-    return keys
+    return {join_key(namespace, name) for dataset in datasets for namespace, name in _named_datasets(dataset)}
 
 
 def forbidden_namespace(principal: Principal, event: Event) -> str | None:
