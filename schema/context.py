@@ -10,8 +10,10 @@ from strawberry.types import Info as StrawberryInfo
 
 from gateway.auth import ANONYMOUS, Principal
 from gateway.database import Database
+from gateway.live import LiveChanges
 from gateway.settings import Settings
 from schema.loaders import Loaders
+from schema.websocket import WebSocketSession
 
 
 @dataclass
@@ -25,6 +27,10 @@ class Context:
     monitors: dict[str, Any] = field(default_factory=dict)
     shippers: dict[str, Any] = field(default_factory=dict)
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # Websockets: the connection_init payload (set by Strawberry), the connection, and the live-updates broker.
+    connection_params: dict[str, Any] | None = None
+    websocket: WebSocketSession | None = None
+    live: LiveChanges | None = None
 
     @classmethod
     def create(

@@ -20,7 +20,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
-from gateway.auth import Unauthenticated
+from gateway.auth import NOBODY, Principal, Unauthenticated
 from gateway.authenticator import Authenticator
 from gateway.body_limit import BodyTooLarge, read_body, replay
 from gateway.database import Database
@@ -65,12 +65,19 @@ class GatewayGraphQL(GraphQL[Context, None]):
         principal, session = state.get(PRINCIPAL), state.get(websocket.SESSION)
         if principal is None:
             # A websocket without an Authorization header authenticates its connection_init (on_ws_connect).
-            principal = websocket.UNAUTHENTICATED if session else await self.authenticator.authenticate(None)
+            principal = websocket.UNAUTHENTICATED if session is not None else await self._tokenless()
         elif session is not None:
             session.authenticated = True
         context = Context.create(self.db, self.settings, request, response, self.monitors, self.shippers, principal)
         context.websocket, context.live = session, self.live
         return context
+
+    async def _tokenless(self) -> Principal:
+        # Only the GraphiQL page reaches here without a token (the middleware refuses the rest): it reads nothing.
+        try:
+            return await self.authenticator.authenticate(None)
+        except Unauthenticated:
+            return NOBODY
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         session = context.websocket
