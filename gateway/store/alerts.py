@@ -33,7 +33,7 @@ class AlertFilter:
     grants: NamespaceGrants | None = None
 
 
-def _conditions(f: AlertFilter, dialect: str) -> list[ColumnElement[bool]]:
+def alert_conditions(f: AlertFilter, dialect: str) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if f.grants is not None and not f.grants.everything:
         visible = select(Asset.id).where(namespace_clause(f.grants, Asset.namespace, dialect))
@@ -67,12 +67,12 @@ ALERTS_NEWEST_FIRST: KeysetOrder[Alert] = KeysetOrder(
 
 async def list_alerts(session: AsyncSession, alert_filter: AlertFilter, first: int, after: str | None) -> Page[Alert]:
     """Alerts, newest first."""
-    statement = select(Alert).where(*_conditions(alert_filter, dialect_name(session)))
+    statement = select(Alert).where(*alert_conditions(alert_filter, dialect_name(session)))
     return await keyset_page(session, statement, ALERTS_NEWEST_FIRST, first, after)
 
 
 async def count_alerts(session: AsyncSession, alert_filter: AlertFilter) -> int:
-    statement = select(func.count()).select_from(Alert).where(*_conditions(alert_filter, dialect_name(session)))
+    statement = select(func.count()).select_from(Alert).where(*alert_conditions(alert_filter, dialect_name(session)))
     return (await session.execute(statement)).scalar_one()
 
 

@@ -10,11 +10,10 @@ from sqlalchemy import ColumnElement, exists, func, select, tuple_, union
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.orm import Alert, Asset, AssetAlias, Change, Run, RunAsset
-from gateway.store.alerts import AlertFilter
-from gateway.store.alerts import _conditions as alert_conditions
+from gateway.store.alerts import AlertFilter, alert_conditions
 from gateway.store.asset_filters import AssetFilter, asset_conditions
 from gateway.store.changes import START, Cursor
-from gateway.store.runs import RunFilter, _run_conditions
+from gateway.store.runs import RunFilter, run_conditions
 from gateway.store.sql import dialect_name
 
 
@@ -94,7 +93,7 @@ async def match_run_ids(session: AsyncSession, ids: Sequence[int], match: Execut
     """The ids among `ids` of the runs the filter selects (the grants apply to their jobs' namespaces)."""
     if not ids:
         return set()
-    conditions = _run_conditions(match.runs, dialect_name(session))
+    conditions = run_conditions(match.runs, dialect_name(session))
     if match.asset_key is not None:
         conditions.append(_touches(match.asset_key))
     statement = select(Run.id).where(Run.id.in_(sorted(set(ids))), *conditions)

@@ -76,7 +76,7 @@ def _visible_jobs(grants: NamespaceGrants, dialect: str) -> ColumnElement[bool]:
     return Run.job_id.in_(select(Job.id).where(namespace_clause(grants, Job.namespace, dialect)).scalar_subquery())
 
 
-def _run_conditions(run_filter: RunFilter, dialect: str) -> list[ColumnElement[bool]]:
+def run_conditions(run_filter: RunFilter, dialect: str) -> list[ColumnElement[bool]]:
     f = run_filter
     conditions: list[ColumnElement[bool]] = []
     if f.grants is not None and not f.grants.everything:
@@ -111,7 +111,7 @@ AUDIT_NEWEST_FIRST: KeysetOrder[RunAsset] = KeysetOrder(
 
 async def list_runs(session: AsyncSession, run_filter: RunFilter, first: int, after: str | None) -> Page[Run]:
     """Runs, newest event first."""
-    statement = select(Run).where(*_run_conditions(run_filter, dialect_name(session)))
+    statement = select(Run).where(*run_conditions(run_filter, dialect_name(session)))
     return await keyset_page(session, statement, RUNS_NEWEST_FIRST, first, after)
 
 
