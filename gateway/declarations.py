@@ -144,6 +144,10 @@ async def _apply_policy_deletion(session: AsyncSession, payload: dict[str, Any],
 
 
 APPLIERS["api.policy"] = _apply_policy
+# The event log's `kind` holds 16 characters (Postgres enforces it): "api.policy_deletion" did not fit, so that
+# deleting a policy failed there. SQLite logs may still hold it under that name, which replays alike.
+POLICY_DELETION = "api.policy_drop"
+APPLIERS[POLICY_DELETION] = _apply_policy_deletion
 APPLIERS["api.policy_deletion"] = _apply_policy_deletion
 
 
@@ -157,5 +161,5 @@ async def declare_policy(session: AsyncSession, spec: PolicySpec, now: datetime)
 async def remove_policy(session: AsyncSession, name: str, now: datetime) -> bool:
     payload = {"name": name}
     removed = await _apply_policy_deletion(session, payload, now)
-    await _log(session, "api.policy_deletion", payload, now)
+    await _log(session, POLICY_DELETION, payload, now)
     return removed

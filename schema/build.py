@@ -13,7 +13,6 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     QueryDepthLimiter,
-    ValidationCache,
 )
 from strawberry.federation.schema import FederationAny
 from strawberry.schema.config import StrawberryConfig
@@ -33,7 +32,7 @@ from schema.metrics_extension import GraphQLMetrics
 from schema.monitoring import MonitoringMutation, MonitoringQuery
 from schema.mutations import Mutation
 from schema.queries import Query
-from schema.shape import DocumentShapeLimiter
+from schema.shape import ShapedValidation
 from schema.shipping import ShippingMutation, ShippingQuery
 from schema.strings import StorableStrings, variables_error
 from schema.subscriptions import Subscription
@@ -42,6 +41,7 @@ from schema.types.execution import Execution
 from schema.types.job import Job
 
 ENTITIES: list[type] = [Asset, Execution, Job]
+MAX_REPRESENTATIONS = 10_000
 ENTITY_TYPES = tuple(entity.__strawberry_definition__.name for entity in ENTITIES)  # type: ignore[attr-defined]
 
 
@@ -75,6 +75,9 @@ class GatewaySchema(strawberry.federation.Schema):
         return await super().stream(*args, **kwargs)
 
     def entities_resolver(self, info: Info, representations: list[FederationAny]) -> list[FederationAny]:
+        # One batch of a router's entity fetches; past this the loaders' queries would exceed what Postgres binds.
+        if len(representations) > MAX_REPRESENTATIONS:
+            raise InvalidInput(f"at most {MAX_REPRESENTATIONS} representations per request, got {len(representations)}")
         # A representation naming no entity type is the client's mistake, not a KeyError of ours.
         for index, representation in enumerate(representations):
             type_name = representation.get("__typename") if isinstance(representation, Mapping) else None
@@ -98,9 +101,9 @@ def build_schema(settings: Settings | None = None, metrics: GatewayMetrics | Non
     extensions: list[Any] = [
         ErrorCodes,
         lambda: ParserCache(maxsize=512),
-        lambda: ValidationCache(maxsize=512),
+        # Validation, cached, of documents whose shape is sound (schema/shape.py).
+        lambda: ShapedValidation(settings.max_field_repeats, maxsize=512),
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-        lambda: DocumentShapeLimiter(settings.max_field_repeats),
         lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
         lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
         lambda: AddValidationRules(rules),

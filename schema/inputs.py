@@ -8,10 +8,13 @@ from typing import Any
 import strawberry
 from strawberry.scalars import JSON
 
+from gateway.errors import InvalidInput
 from gateway.store.asset_filters import AssetFilter, MetadataMatch
 from gateway.store.assets import AssetSpec
 from schema.types.common import RunState, as_utc
 from schema.types.monitoring import AssetStatus
+
+MAX_FILTER_VALUES = 1_000
 
 
 @strawberry.input
@@ -42,6 +45,15 @@ class AssetFilterInput:
     include_deleted: bool = False
 
     def to_filter(self) -> AssetFilter:
+        for name, values in (
+            ("keys", self.keys),
+            ("types", self.types),
+            ("tags", self.tags),
+            ("metadata", self.metadata),
+        ):
+            # Each value is a parameter of the query, and Postgres takes at most 32,767 of them.
+            if values is not None and len(values) > MAX_FILTER_VALUES:
+                raise InvalidInput(f"a filter's {name} holds at most {MAX_FILTER_VALUES} values, got {len(values)}")
         return AssetFilter(
             keys=self.keys,
             key_prefix=self.key_prefix,

@@ -24,6 +24,9 @@ from schema.context import Info
 from schema.types.common import Connection, as_utc, connection_edges, page_size
 from schema.types.monitoring import Alert, AlertKind, FreshnessPolicy, Monitor, MonitorRun, Severity
 
+# Row ids are 64-bit integers.
+MAX_ID = 2**63 - 1
+
 
 @strawberry.input(description="All given conditions must hold.")
 class AlertFilterInput:
@@ -165,8 +168,11 @@ class MonitoringMutation:
 
     @strawberry.mutation(description="Mark an alert as seen by someone.")
     async def acknowledge_alert(self, info: Info, id: strawberry.ID, by: str = "anonymous") -> Alert:
-        if not str(id).isdigit():
+        # ASCII digits only ("²" is a digit to Python, not to int()); ids are 64-bit, a longer number names none.
+        if not (str(id).isascii() and str(id).isdigit()):
             raise InvalidInput(f"alert id {id!r} is not an alert id")
+        if int(id) > MAX_ID:
+            raise NotFound(f"no alert with id {id}")
         visible = await info.context.loaders.alert_by_id.load(int(id))
         if visible is None:
             raise NotFound(f"no alert with id {id}")

@@ -130,7 +130,11 @@ def _first_error(error: ValidationError) -> EventError:
     if detail["type"] == "missing":
         message = "is required"
     elif "input" in detail and detail["type"] not in ("missing",):
-        shown = orjson.dumps(detail["input"]).decode()
+        try:
+            shown = orjson.dumps(detail["input"]).decode()
+        except TypeError:
+            # orjson writes no integer beyond 64 bits (a document read by another JSON parser may hold one).
+            shown = repr(detail["input"])
         message = f"{detail['msg'].rstrip('.')} (got {shown[:80]})"
     return EventError(message, _path(location))
 

@@ -37,11 +37,14 @@ class Cursor:
             # else would reach SQL as a value of the wrong type.
             if value is not None and not isinstance(value, str):
                 raise TypeError("value")
+            # Postgres stores no NUL in text, and compares no id beyond 64 bits: such a cursor was never given out.
+            if value is not None and "\x00" in value:
+                raise ValueError("value")
             if is_time and value is not None:
                 value = datetime.fromisoformat(value)
                 if value.tzinfo is None:
                     raise ValueError("naive time")
-            if not isinstance(row_id, int) or isinstance(row_id, bool):
+            if not isinstance(row_id, int) or isinstance(row_id, bool) or not -(2**63) <= row_id < 2**63:
                 raise TypeError("id")
         except (ValueError, TypeError) as error:
             raise InvalidInput(f"cursor {token[:40]!r} is not a cursor this API gave out") from error

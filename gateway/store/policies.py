@@ -22,6 +22,17 @@ SELECTOR_FIELDS = ("namespace_prefix", "type", "tag", "owner", "key_glob")
 logger = logging.getLogger("gateway.monitors")
 
 
+MAX_AGE_SECONDS = 2**31 - 1
+
+
+def _width(column: Any) -> int:
+    length: int = column.type.length
+    return length
+
+
+CRON_LENGTH = _width(FreshnessPolicy.__table__.c.cron)
+
+
 @dataclass(frozen=True)
 class PolicySpec:
     name: str
@@ -50,9 +61,14 @@ class PolicySpec:
             raise InvalidInput(f"unknown selector fields {sorted(unknown)}; use {', '.join(SELECTOR_FIELDS)}")
         if self.kind == "max_age" and not (self.max_age_seconds and self.max_age_seconds > 0):
             raise InvalidInput("a max_age policy needs a positive maximum age")
+        # The column is a 32-bit integer (about 68 years): beyond it Postgres refuses the row.
+        if self.max_age_seconds is not None and self.max_age_seconds > MAX_AGE_SECONDS:
+            raise InvalidInput(f"a maximum age is at most {MAX_AGE_SECONDS} seconds, got {self.max_age_seconds}")
         if self.kind == "cron" and not self.cron:
             raise InvalidInput("a cron policy needs a cron expression")
         # A policy the sweep cannot evaluate must not get in: deadlines are computed for every policy.
+        if self.cron is not None and len(self.cron) > CRON_LENGTH:
+            raise InvalidInput(f"a cron expression holds at most {CRON_LENGTH} characters, got {len(self.cron)}")
         if self.cron is not None and not croniter.is_valid(self.cron):
             raise InvalidInput(f"{self.cron!r} is not a cron expression (minute hour day month weekday)")
         try:
