@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -21,6 +22,23 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Deadlock and serialization failure: the transaction did nothing and may simply run again.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 T = TypeVar("T")
+
+
+def _jsonb_integer(text: str) -> int | float:
+    value = int(text)
+    if -(2**63) <= value < 2**64:
+        return value
+    # JSONB keeps numbers as numerics: a float such as 1e30 comes back written out as an integer, which orjson
+    # (every answer, every export, the facet merge) cannot write. It reads back as the float it was stored as.
+    try:
+        return float(value)
+    except OverflowError:
+        return value
+
+
+def read_jsonb(text: str) -> Any:
+    """JSON from Postgres, with integers beyond 64 bits read as floats (as orjson reads them on the way in)."""
+    return json.loads(text, parse_int=_jsonb_integer)
 
 
 def _configure_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -63,6 +81,7 @@ def create_engine(settings: Settings, serving: bool = False) -> AsyncEngine:
     return create_async_engine(
         url,
         echo=settings.database_echo,
+        json_deserializer=read_jsonb,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
         # A connection that died with the server (restart, failover) is replaced before use, not handed out.
