@@ -18,11 +18,11 @@ from gateway.database import Database, run_transaction
 from gateway.errors import GatewayError, InvalidInput
 from gateway.ingest.authorize import event_dataset_keys, forbidden_namespace
 from gateway.ingest.events import Dataset, DatasetEvent, Event, EventError, JobEvent, RunEvent, parse_event
-from gateway.ingest.normalise import apply_event, check_identifiers
+from gateway.ingest.normalise import BatchEventError, BatchUnsettled, apply_event, apply_events, check_identifiers
 from gateway.keys import join_key
 from gateway.orm import KEY_LENGTH, Asset, ColumnLineage, Job
 from gateway.store.assets import read_assets_by_keys
-from gateway.store.events import RawEvent, store_raw_event
+from gateway.store.events import RawEvent, store_raw_event, store_raw_events
 from gateway.store.executions import MAX_DATASETS_PER_EVENT
 from gateway.store.jobs import validate_job_name
 
@@ -264,11 +264,26 @@ def _is_data_error(error: DBAPIError) -> bool:
     return isinstance(state, str) and state.startswith("22")
 
 
-async def apply_prepared(session: AsyncSession, events: Sequence[PreparedEvent], now: datetime) -> tuple[int, int]:
+def _refusal(position: int, error: Exception) -> EventRefused:
+    """The refusal of the event at `position` for `error`; raises `error` again when it says nothing of the event."""
+    if isinstance(error, GatewayError):
+        return EventRefused(position, error.message)
+    if isinstance(error, DBAPIError) and _is_data_error(error):
+        detail = str(error.orig).splitlines()[0] if str(error.orig) else type(error.orig).__name__
+        return EventRefused(position, f"the database cannot store this event: {detail}")
+    raise error
+
+
+async def apply_prepared(
+    session: AsyncSession, events: Sequence[PreparedEvent], now: datetime, together: bool = False
+) -> tuple[int, int]:
     """Store then apply each new event; (accepted, duplicates). The caller owns the transaction.
 
-    An event the store or the database refuses raises EventRefused with its position in `events`.
+    An event the store or the database refuses raises EventRefused with its position in `events`. `together`
+    applies many events in fewer statements, with the same result; BatchUnsettled says to apply them one by one.
     """
+    if together and len(events) > 1:
+        return await _apply_together(session, events, now)
     accepted = duplicates = 0
     for position, prepared in enumerate(events):
         try:
@@ -276,15 +291,25 @@ async def apply_prepared(session: AsyncSession, events: Sequence[PreparedEvent],
                 duplicates += 1
                 continue
             await apply_event(session, prepared.event, now)
-        except GatewayError as error:
-            raise EventRefused(position, error.message) from error
-        except DBAPIError as error:
-            if not _is_data_error(error):
-                raise
-            detail = str(error.orig).splitlines()[0] if str(error.orig) else type(error.orig).__name__
-            raise EventRefused(position, f"the database cannot store this event: {detail}") from error
+        except (GatewayError, DBAPIError) as error:
+            raise _refusal(position, error) from error
         accepted += 1
     return accepted, duplicates
+
+
+async def _apply_together(session: AsyncSession, events: Sequence[PreparedEvent], now: datetime) -> tuple[int, int]:
+    try:
+        new = await store_raw_events(session, [prepared.raw for prepared in events], now)
+    except DBAPIError as error:
+        if not _is_data_error(error):
+            raise
+        raise BatchUnsettled() from error
+    positions = [position for position, is_new in enumerate(new) if is_new]
+    try:
+        await apply_events(session, [events[position].event for position in positions], now)
+    except BatchEventError as failed:
+        raise _refusal(positions[failed.position], failed.error) from failed.error
+    return len(positions), len(events) - len(positions)
 
 
 async def _without_foreign_aliases(
@@ -329,17 +354,23 @@ async def ingest_documents(
         valid.append((index, prepared))
     if valid and not principal.sees_everything:
         valid = await _without_foreign_aliases(db, principal, valid, report)
+    together = True
     while valid:
         events = [prepared for _, prepared in valid]
 
-        async def work(session: AsyncSession, events: list[PreparedEvent] = events) -> tuple[int, int]:
-            return await apply_prepared(session, events, now)
+        async def work(
+            session: AsyncSession, events: list[PreparedEvent] = events, together: bool = together
+        ) -> tuple[int, int]:
+            return await apply_prepared(session, events, now, together)
 
         try:
             report.accepted, report.duplicates = await run_transaction(db, work)
         except EventRefused as refused:
             index, _ = valid.pop(refused.position)
             report.rejected.append(Rejection(index, refused.message))
+            continue
+        except BatchUnsettled:
+            together = False
             continue
         break
     report.rejected.sort(key=lambda rejection: rejection.index)

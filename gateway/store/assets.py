@@ -13,11 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.errors import Conflict, InvalidInput, NotFound
 from gateway.keys import split_key, validate_key
 from gateway.orm import Asset, AssetAlias, LineageEdge
-from gateway.store.descriptions import DESCRIBED_ATTRIBUTES, merge_described
-from gateway.store.sql import insert, later
+from gateway.store.descriptions import DESCRIBED_ATTRIBUTES, lookup_identifiers, merge_described
+from gateway.store.sql import cached, insert, insert_for, later
 
 MAX_LABELS = 100
 MAX_LABEL_LENGTH = 200
+# Bounds on the rows one declaration writes: a statement holds at most 32,767 parameters on Postgres.
+MAX_UPSTREAMS = 2_000
+MAX_ALIASES = 1_000
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,22 @@ def _labels(values: Sequence[str] | None, what: str) -> list[str] | None:
     return cleaned
 
 
+def _width(column: Any) -> int:
+    length: int = column.type.length
+    return length
+
+
+def _within_column(value: str | None, column: str) -> str | None:
+    """`value`, refused when longer than its column holds (Postgres refuses it; SQLite would keep it)."""
+    limit = _width(Asset.__table__.c[column])
+    if value is not None and len(value) > limit:
+        raise InvalidInput(f"an asset's {column} holds at most {limit} characters, got {len(value)}")
+    return value
+
+
 def _declared_values(spec: AssetSpec) -> dict[str, Any]:
+    _within_column(spec.type, "type")
+    _within_column(spec.display_name, "display_name")
     values: dict[str, Any] = {
         "type": spec.type,
         "display_name": spec.display_name,
@@ -80,7 +98,9 @@ async def ensure_assets(session: AsyncSession, keys: Iterable[str], now: datetim
     wanted = sorted({validate_key(key, "asset key") for key in keys})
     if not wanted:
         return {}
-    resolved = await resolve_aliases(session, wanted)
+    # Aliases and keys in one lookup; an alias wins over a key, as when aliases were resolved first.
+    found = sorted(await lookup_identifiers(session, wanted), key=lambda row: row[3])
+    resolved = {identifier: asset_id for identifier, asset_id, _, _ in found}
     missing = [key for key in wanted if key not in resolved]
     if missing:
         rows = [
@@ -97,11 +117,20 @@ async def ensure_assets(session: AsyncSession, keys: Iterable[str], now: datetim
             }
             for key in missing
         ]
-        statement = insert(session, Asset).values(rows).on_conflict_do_nothing(index_elements=["key"])
-        await session.execute(statement)
-        found = await session.execute(select(Asset.key, Asset.id).where(Asset.key.in_(missing)))
-        resolved.update(dict(found.all()))
+        statement = cached(session, "ensure assets", _build_ensure)
+        for key, asset_id in await session.execute(statement, rows if len(rows) > 1 else rows[0]):
+            resolved[key] = asset_id
+        # Created meanwhile by another transaction (it took them first): they are found now.
+        if late := [key for key in missing if key not in resolved]:
+            again = await session.execute(select(Asset.key, Asset.id).where(Asset.key.in_(late)))
+            resolved.update(dict(again.all()))
     return resolved
+
+
+def _build_ensure(dialect: str) -> Any:
+    table: Any = Asset.__table__
+    statement = insert_for(dialect, table).on_conflict_do_nothing(index_elements=["key"])
+    return statement.returning(table.c.key, table.c.id)
 
 
 async def upsert_asset(session: AsyncSession, spec: AssetSpec, now: datetime) -> Asset:
@@ -115,7 +144,11 @@ async def upsert_asset(session: AsyncSession, spec: AssetSpec, now: datetime) ->
         raise Conflict(f"{key!r} is an alias of another asset; declare that asset by its own key")
     # Like every other attribute, an omitted namespace or name keeps the stored one (which may have
     # been declared explicitly); only a new asset falls back to the parts of its key.
-    given = {column: value for column, value in (("namespace", spec.namespace), ("name", spec.name)) if value}
+    given = {
+        column: _within_column(value, column)
+        for column, value in (("namespace", spec.namespace), ("name", spec.name))
+        if value
+    }
     insert_values = {
         "key": key,
         "namespace": parts.namespace,
@@ -160,6 +193,8 @@ async def _declare_upstreams(
     """Declared upstreams replace the asset's previous declaration; dropped edges retire."""
     if key in upstream_keys:
         raise InvalidInput(f"asset {key!r} cannot be its own upstream")
+    if len(upstream_keys) > MAX_UPSTREAMS:
+        raise InvalidInput(f"an asset may declare at most {MAX_UPSTREAMS} upstream assets, got {len(upstream_keys)}")
     upstream_ids = await ensure_assets(session, upstream_keys, now)
     wanted = sorted(set(upstream_ids.values()) - {asset_id})
     if wanted:
@@ -198,6 +233,8 @@ async def add_aliases(
 ) -> list[str]:
     """Map other identifiers onto an asset. An alias already owned by another asset is a conflict."""
     wanted = sorted({validate_key(alias, "alias") for alias in aliases})
+    if len(wanted) > MAX_ALIASES:
+        raise InvalidInput(f"at most {MAX_ALIASES} aliases can be added at once, got {len(wanted)}")
     if not wanted:
         return []
     owners = await session.execute(select(Asset.key, Asset.id).where(Asset.key.in_(wanted)))

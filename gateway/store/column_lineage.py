@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, case
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.orm import ColumnLineage
-from gateway.store.sql import insert, later
+from gateway.store.sql import cached, insert_for, later
 
 
 @dataclass(frozen=True)
@@ -52,19 +52,25 @@ async def record_column_lineage(
             rows.items(), key=lambda item: item[0]
         )
     ]
+    statement = cached(session, "column lineage upsert", _build_upsert)
     for start in range(0, len(values), 500):
-        statement = insert(session, ColumnLineage).values(values[start : start + 500])
-        stored, new = ColumnLineage.__table__.c, statement.excluded
-        newer = new.last_seen_at >= stored.last_seen_at
-        statement = statement.on_conflict_do_update(
-            index_elements=["downstream_id", "downstream_field", "upstream_id", "upstream_field"],
-            set_={
-                column: _newest(stored[column], new[column], newer)
-                for column in ("transformation_type", "transformation_subtype", "description", "job_id")
-            }
-            | {"last_seen_at": later(stored.last_seen_at, new.last_seen_at)},
-        )
-        await session.execute(statement)
+        chunk = values[start : start + 500]
+        await session.execute(statement, chunk if len(chunk) > 1 else chunk[0])
+
+
+def _build_upsert(dialect: str) -> Any:
+    table: Any = ColumnLineage.__table__
+    statement = insert_for(dialect, table)
+    stored, new = table.c, statement.excluded
+    newer = new.last_seen_at >= stored.last_seen_at
+    return statement.on_conflict_do_update(
+        index_elements=["downstream_id", "downstream_field", "upstream_id", "upstream_field"],
+        set_={
+            column: _newest(stored[column], new[column], newer)
+            for column in ("transformation_type", "transformation_subtype", "description", "job_id")
+        }
+        | {"last_seen_at": later(stored.last_seen_at, new.last_seen_at)},
+    )
 
 
 def _newest(stored: Any, new: Any, newer: ColumnElement[bool]) -> ColumnElement[Any]:

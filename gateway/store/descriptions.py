@@ -6,21 +6,23 @@ attributes nothing newer has set. Symlinks become aliases, so a path and its tab
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Text, and_, case, cast, or_, select, update
+from sqlalchemy import ColumnElement, Text, and_, bindparam, case, cast, literal, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.keys import split_key, validate_key
 from gateway.orm import Asset, AssetAlias
-from gateway.store.sql import insert, later
+from gateway.store.sql import cached, insert_for, later
 
 _LISTS = ("owners", "tags", "fields")
 _SCALARS = ("type", "description")
 DESCRIBED_ATTRIBUTES = (*_SCALARS, *_LISTS)
+# Rows of one INSERT: 23 parameters each stays below both dialects' limits on bind parameters.
+ROWS_PER_STATEMENT = 1_000
 
 
 @dataclass(frozen=True)
@@ -53,48 +55,122 @@ def newest_wins(stored: Any, new: Any, attribute: str) -> ColumnElement[bool]:
     )
 
 
-def merge_described(stored: Any, new: Any, attributes: Sequence[str]) -> dict[str, ColumnElement[Any]]:
-    """SET clauses for an upsert: each given attribute and its time, newest description first."""
+def merge_described(
+    stored: Any, new: Any, attributes: Sequence[str], when_given: bool = False
+) -> dict[str, ColumnElement[Any]]:
+    """SET clauses for an upsert: each given attribute and its time, newest description first.
+
+    `when_given` makes one statement serve descriptions that give different attributes: one that does not give
+    an attribute comes with no time for it, and leaves it as it is."""
     changes: dict[str, ColumnElement[Any]] = {}
     for attribute in attributes:
         wins = newest_wins(stored, new, attribute)
+        if when_given:
+            wins = and_(new[f"{attribute}_described_at"].is_not(None), wins)
         at = f"{attribute}_described_at"
         changes[attribute] = case((wins, new[attribute]), else_=stored[attribute])
         changes[at] = case((wins, new[at]), else_=stored[at])
     return changes
 
 
+_ASSETS: Any = Asset.__table__
+_ALIASES: Any = AssetAlias.__table__
+
+
+@dataclass
+class Described:
+    """What descriptions named: each identifier the key of its asset, and each of those keys the asset's id."""
+
+    keys: dict[str, str] = field(default_factory=dict)
+    ids: dict[str, int] = field(default_factory=dict)
+
+
+def _build_resolve(dialect: str) -> Any:
+    identifiers = bindparam("identifiers", expanding=True, type_=_ASSETS.c.key.type)
+    by_key = select(_ASSETS.c.key, _ASSETS.c.id, _ASSETS.c.key, literal(False)).where(_ASSETS.c.key.in_(identifiers))
+    by_alias = (
+        select(_ALIASES.c.alias, _ASSETS.c.id, _ASSETS.c.key, literal(True))
+        .select_from(_ALIASES.join(_ASSETS, _ASSETS.c.id == _ALIASES.c.asset_id))
+        .where(_ALIASES.c.alias.in_(identifiers))
+    )
+    return union_all(by_key, by_alias)
+
+
+async def lookup_identifiers(session: AsyncSession, identifiers: Sequence[str]) -> list[tuple[str, int, str, bool]]:
+    """(identifier, asset id, asset key, whether the identifier is an alias) for each identifier that is an
+    asset's key or an alias, in one statement."""
+    rows = await session.execute(cached(session, "resolve", _build_resolve), {"identifiers": list(identifiers)})
+    return [(identifier, asset_id, key, bool(by_alias)) for identifier, asset_id, key, by_alias in rows]
+
+
 async def _resolve(session: AsyncSession, identifiers: list[str]) -> dict[str, tuple[int, str]]:
     """identifier -> (asset id, asset key), for identifiers that are asset keys or aliases."""
     found: dict[str, tuple[int, str]] = {}
-    rows = await session.execute(select(Asset.key, Asset.id).where(Asset.key.in_(identifiers)))
-    for key, asset_id in rows:
-        found[key] = (asset_id, key)
-    aliased = await session.execute(
-        select(AssetAlias.alias, Asset.id, Asset.key)
-        .join(Asset, Asset.id == AssetAlias.asset_id)
-        .where(AssetAlias.alias.in_(identifiers))
-    )
-    for alias, asset_id, key in aliased:
-        found.setdefault(alias, (asset_id, key))
+    # An identifier that is an asset's key names that asset, even should it also be an alias of another.
+    for identifier, asset_id, key, _ in sorted(await lookup_identifiers(session, identifiers), key=lambda row: row[3]):
+        found.setdefault(identifier, (asset_id, key))
     return found
 
 
-async def describe_assets(
+async def apply_descriptions(
     session: AsyncSession, descriptions: Sequence[AssetDescription], event_time: datetime, now: datetime
-) -> dict[str, str]:
-    """Apply descriptions; returns every identifier mentioned -> the key of the asset it names."""
-    identifiers = sorted({validate_key(i, "dataset key") for d in descriptions for i in (d.key, *d.aliases)})
+) -> Described:
+    """Apply descriptions; every identifier mentioned -> the key of the asset it names, and those assets' ids."""
+    identifiers = _identifiers(descriptions)
     if not identifiers:
-        return {}
+        return Described()
     known = await _resolve(session, identifiers)
-    resolved: dict[str, str] = {}
+    planned = _targets(descriptions, known)
+    if planned is None:
+        return await _describe_one_by_one(session, descriptions, known, event_time, now)
+    applied, described = planned
+    described.ids = await _upsert_described(session, [_values(key, d, event_time, now) for key, d in applied])
+    await _add_aliases(session, _new_aliases(described, known), described.ids, now)
+    return described
+
+
+def _identifiers(descriptions: Sequence[AssetDescription]) -> list[str]:
+    return sorted({validate_key(i, "dataset key") for d in descriptions for i in (d.key, *d.aliases)})
+
+
+def _target(description: AssetDescription, known: Mapping[str, tuple[int, str]]) -> tuple[str, bool]:
+    """The key of the asset a description names, and whether that asset must first take the description's key."""
+    candidates = [description.key, *sorted(description.aliases)]
+    target = next((known[c][1] for c in candidates if c in known), description.key)
+    # The asset was first seen by another of its names (a file path before its table): it takes the name this
+    # description gives it, as it would have had this event come first.
+    renamed = description.key not in known and target != description.key and target in description.aliases
+    return target, renamed
+
+
+def _targets(
+    descriptions: Sequence[AssetDescription], known: Mapping[str, tuple[int, str]]
+) -> tuple[list[tuple[str, AssetDescription]], Described] | None:
+    """Each description with the key of its asset, in the order they apply, and every identifier's asset key;
+    None when an asset must be renamed (each rename changes what the next descriptions name)."""
+    described = Described()
+    applied: list[tuple[str, AssetDescription]] = []
     for description in sorted(descriptions, key=lambda d: d.key):
-        candidates = [description.key, *sorted(description.aliases)]
-        target = next((known[c][1] for c in candidates if c in known), description.key)
-        if description.key not in known and target != description.key and target in description.aliases:
-            # The asset was first seen by another of its names (a file path before its table): it takes the
-            # name this description gives it, as it would have had this event come first.
+        target, renamed = _target(description, known)
+        if renamed:
+            return None
+        applied.append((target, description))
+        for identifier in (description.key, *description.aliases):
+            described.keys[identifier] = target
+    return applied, described
+
+
+async def _describe_one_by_one(
+    session: AsyncSession,
+    descriptions: Sequence[AssetDescription],
+    known: dict[str, tuple[int, str]],
+    event_time: datetime,
+    now: datetime,
+) -> Described:
+    described = Described()
+    for description in sorted(descriptions, key=lambda d: d.key):
+        target, renamed = _target(description, known)
+        if renamed:
             await _rename_asset(session, known[target][0], description)
             known = {
                 identifier: (asset_id, description.key if key == target else key)
@@ -102,30 +178,43 @@ async def describe_assets(
                 if identifier != target
             }
             target = description.key
-        await _upsert_description(session, target, description, event_time, now)
-        for identifier in candidates:
-            resolved[identifier] = target
+        described.ids |= await _upsert_described(session, [_values(target, description, event_time, now)])
+        for identifier in (description.key, *description.aliases):
+            described.keys[identifier] = target
+    await _add_aliases(session, _new_aliases(described, known), described.ids, now)
+    return described
+
+
+def _new_aliases(described: Described, known: Mapping[str, tuple[int, str]]) -> list[tuple[str, str]]:
+    """(alias, asset key) for the identifiers the descriptions made aliases of the assets they name."""
     aliases = sorted(
         {
             (identifier, target)
-            for identifier, target in resolved.items()
+            for identifier, target in described.keys.items()
             if identifier != target and identifier not in known
         }
     )
-    if aliases:
-        ids = dict(
-            (await session.execute(select(Asset.key, Asset.id).where(Asset.key.in_({t for _, t in aliases})))).all()
-        )
-        rows = [
-            {"alias": alias, "asset_id": ids[target], "source": "symlink", "created_at": now}
-            for alias, target in aliases
-            if alias not in ids
-        ]
-        if rows:
-            await session.execute(
-                insert(session, AssetAlias).values(rows).on_conflict_do_nothing(index_elements=["alias"])
-            )
-    return resolved
+    # A name that is the key of an asset these aliases name stays that asset's own.
+    targets = {target for _, target in aliases}
+    return [(alias, target) for alias, target in aliases if alias not in targets]
+
+
+async def _add_aliases(
+    session: AsyncSession, aliases: Sequence[tuple[str, str]], ids: Mapping[str, int], now: datetime
+) -> int:
+    """Insert the aliases none has taken; how many were inserted."""
+    rows = [
+        {"alias": alias, "asset_id": ids[target], "source": "symlink", "created_at": now} for alias, target in aliases
+    ]
+    if not rows:
+        return 0
+    inserted = await session.execute(cached(session, "symlink aliases", _build_add_aliases), rows)
+    return len(inserted.all())
+
+
+def _build_add_aliases(dialect: str) -> Any:
+    statement = insert_for(dialect, _ALIASES).on_conflict_do_nothing(index_elements=["alias"])
+    return statement.returning(_ALIASES.c.alias)
 
 
 async def _rename_asset(session: AsyncSession, asset_id: int, description: AssetDescription) -> None:
@@ -142,31 +231,176 @@ async def _rename_asset(session: AsyncSession, asset_id: int, description: Asset
     )
 
 
-async def _upsert_description(
-    session: AsyncSession, key: str, description: AssetDescription, event_time: datetime, now: datetime
-) -> None:
+def _build_description_upsert(dialect: str) -> Any:
+    """One shape for every description: an attribute it does not give comes with no time, and keeps its value."""
+    statement = insert_for(dialect, _ASSETS)
+    stored, new = _ASSETS.c, statement.excluded
+    changes: dict[str, Any] = merge_described(stored, new, DESCRIBED_ATTRIBUTES, when_given=True)
+    changes["described_at"] = later(stored.described_at, new.described_at)
+    changes["deleted_at"] = case((new.described_at > stored.deleted_at, None), else_=stored.deleted_at)
+    changes["updated_at"] = new.updated_at
+    return statement.on_conflict_do_update(index_elements=["key"], set_=changes).returning(stored.key, stored.id)
+
+
+def _values(
+    key: str, description: AssetDescription | None, event_time: datetime | None, now: datetime
+) -> dict[str, Any]:
+    """The row a description upserts; without a description, the bare asset `ensure_assets` creates."""
     parts = split_key(key)
-    given = description.given()
-    named = key == description.key and description.namespace and description.name
-    values = {
+    given = description.given() if description is not None else {}
+    named = description is not None and key == description.key and description.namespace and description.name
+    return {
         "key": key,
         # The producer's own (namespace, name) beats splitting the key: `duckdb:///a/b.db` + `s.t` is ambiguous.
-        "namespace": description.namespace if named else parts.namespace,
-        "name": description.name if named else parts.name,
+        "namespace": description.namespace if named and description is not None else parts.namespace,
+        "name": description.name if named and description is not None else parts.name,
+        "type": None,
+        "description": None,
         "owners": [],
         "tags": [],
         "metadata": {},
         "fields": [],
         **given,
-        **{f"{attribute}_described_at": event_time for attribute in given},
-        "described_at": event_time,
+        **{
+            f"{attribute}_described_at": event_time if attribute in given else None
+            for attribute in DESCRIBED_ATTRIBUTES
+        },
+        "described_at": event_time if description is not None else None,
         "created_at": now,
         "updated_at": now,
     }
-    statement = insert(session, Asset).values(values)
-    stored, new = Asset.__table__.c, statement.excluded
-    changes: dict[str, Any] = merge_described(stored, new, list(given))
-    changes["described_at"] = later(stored.described_at, new.described_at)
-    changes["deleted_at"] = case((new.described_at > stored.deleted_at, None), else_=stored.deleted_at)
-    changes["updated_at"] = now
-    await session.execute(statement.on_conflict_do_update(index_elements=["key"], set_=changes))
+
+
+async def _upsert_described(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Upsert the rows in their order; asset key -> id.
+
+    One statement takes at most one row of an asset (Postgres updates a row once per statement), so the rows of
+    an asset named twice go out in rounds, in their order. The same row again changes nothing and is left out.
+    """
+    rounds: list[list[dict[str, Any]]] = []
+    seen: dict[str, list[dict[str, Any]]] = {}
+    for values in rows:
+        earlier_ones = seen.setdefault(values["key"], [])
+        if values in earlier_ones:
+            continue
+        if len(rounds) <= len(earlier_ones):
+            rounds.append([])
+        rounds[len(earlier_ones)].append(values)
+        earlier_ones.append(values)
+    upsert = cached(session, "description upsert", _build_description_upsert)
+    ids: dict[str, int] = {}
+    for batch in rounds:
+        # Rows in key order: concurrent transactions lock the assets they share in the same order.
+        batch.sort(key=lambda values: str(values["key"]))
+        for start in range(0, len(batch), ROWS_PER_STATEMENT):
+            chunk = batch[start : start + ROWS_PER_STATEMENT]
+            for key, asset_id in await session.execute(upsert, chunk if len(chunk) > 1 else chunk[0]):
+                ids[key] = asset_id
+    return ids
+
+
+@dataclass
+class _Touch:
+    """One description of an asset in a batch (none: the asset as `ensure_assets` creates it)."""
+
+    position: int
+    description: AssetDescription | None
+    event_time: datetime | None
+
+
+class DescriptionBatch:
+    """The descriptions of many events, applied as if each event's were applied in turn.
+
+    Each event's descriptions resolve against the assets and aliases that the batch's earlier events create, as
+    they would have one event after the other. Then every asset is upserted once: its first description in the
+    batch (the one that would have created it), then only those that can still win an attribute, the newest
+    for each (its own round only where descriptions of one time must be compared in the database). Which
+    description wins does not depend on their order, so the result is the one of applying them in turn.
+    """
+
+    def __init__(self, found: Sequence[tuple[str, int, str, bool]]) -> None:
+        self._keys = {identifier for identifier, _, _, by_alias in found if not by_alias}
+        self._aliases = {identifier: key for identifier, _, key, by_alias in found if by_alias}
+        self._touches: dict[str, list[_Touch]] = {}
+        self._new_aliases: list[tuple[str, str]] = []
+        self._described: list[Described] = []
+
+    @staticmethod
+    async def load(session: AsyncSession, identifiers: Sequence[str]) -> DescriptionBatch:
+        """A batch whose events name these identifiers (asset keys, aliases, or neither yet)."""
+        wanted = sorted(set(identifiers))
+        found: list[tuple[str, int, str, bool]] = []
+        # Each identifier is bound twice (keys and aliases).
+        for start in range(0, len(wanted), 10_000):
+            found += await lookup_identifiers(session, wanted[start : start + 10_000])
+        return DescriptionBatch(found)
+
+    def _known(self, identifiers: Sequence[str]) -> dict[str, tuple[int, str]]:
+        # As `_resolve` finds them (a key before an alias); the ids are not needed to plan.
+        known: dict[str, tuple[int, str]] = {}
+        for identifier in identifiers:
+            if identifier in self._keys:
+                known[identifier] = (0, identifier)
+            elif identifier in self._aliases:
+                known[identifier] = (0, self._aliases[identifier])
+        return known
+
+    def describe(self, descriptions: Sequence[AssetDescription], event_time: datetime) -> Described | None:
+        """Plan one event's descriptions; what they name (ids once applied), or None when an asset must be
+        renamed (then the batch is better applied one event at a time)."""
+        identifiers = _identifiers(descriptions)
+        described = Described()
+        if identifiers:
+            known = self._known(identifiers)
+            planned = _targets(descriptions, known)
+            if planned is None:
+                return None
+            applied, described = planned
+            aliases = _new_aliases(described, known)
+            for target, description in applied:
+                self._touch(target, description, event_time)
+            self._new_aliases += aliases
+            self._aliases.update(aliases)
+        self._described.append(described)
+        return described
+
+    def ensure(self, keys: Iterable[str]) -> None:
+        """Plan `ensure_assets(keys)`: the assets it creates are there for the batch's later events."""
+        for key in sorted(set(keys)):
+            if key not in self._aliases and key not in self._keys:
+                self._touch(key, None, None)
+
+    def _touch(self, key: str, description: AssetDescription | None, event_time: datetime | None) -> None:
+        touches = self._touches.setdefault(key, [])
+        touches.append(_Touch(len(touches), description, event_time))
+        self._keys.add(key)
+
+    def _rows(self, now: datetime) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = []
+        for key, (first, *rest) in self._touches.items():
+            rows.append(_values(key, first.description, first.event_time, now))
+            described = [
+                (touch.position, touch.event_time, touch.description.given())
+                for touch in rest
+                if touch.description is not None and touch.event_time is not None
+            ]
+            kept: set[int] = set()
+            if described:
+                # The newest description sets the time of the asset's description, and may revive it.
+                kept.add(max(described, key=lambda touch: (touch[1], -touch[0]))[0])
+            for attribute in DESCRIBED_ATTRIBUTES:
+                giving = [(position, moment) for position, moment, given in described if attribute in given]
+                if giving:
+                    newest = max(moment for _, moment in giving)
+                    kept.update(position for position, moment in giving if moment == newest)
+            rows += [_values(key, touch.description, touch.event_time, now) for touch in rest if touch.position in kept]
+        return rows
+
+    async def apply(self, session: AsyncSession, now: datetime) -> bool:
+        """Write the planned descriptions and aliases, and fill in the ids of what each event named. False when
+        the database held an alias the plan did not know (another transaction added it meanwhile)."""
+        ids = await _upsert_described(session, self._rows(now))
+        added = await _add_aliases(session, self._new_aliases, ids, now)
+        for described in self._described:
+            described.ids = {target: ids[target] for target in described.keys.values()}
+        return added == len(self._new_aliases)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -11,7 +11,10 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.orm import Asset, AssetAlias, ColumnLineage, Job, LineageEdge, LineageEvent, Run, RunAsset
-from gateway.store.sql import insert
+from gateway.store.sql import cached, insert_for
+
+# Rows of one INSERT: ten parameters each stays below both dialects' limits on bind parameters.
+EVENTS_PER_STATEMENT = 1_000
 
 
 @dataclass(frozen=True)
@@ -27,27 +30,50 @@ class RawEvent:
     producer: str | None = None
 
 
+def _build_store(dialect: str, returned: str) -> Any:
+    table: Any = LineageEvent.__table__
+    statement = insert_for(dialect, table).on_conflict_do_nothing(index_elements=["content_hash"])
+    return statement.returning(table.c[returned])
+
+
+def _row(event: RawEvent, now: datetime) -> dict[str, Any]:
+    return {
+        "content_hash": event.content_hash,
+        "kind": event.kind,
+        "event_type": event.event_type,
+        "event_time": event.event_time,
+        "run_id": event.run_id,
+        "job_namespace": event.job_namespace,
+        "job_name": event.job_name,
+        "producer": event.producer,
+        "received_at": now,
+        "payload": event.payload,
+    }
+
+
 async def store_raw_event(session: AsyncSession, event: RawEvent, now: datetime) -> int | None:
     """The new row's id, or None when the very same event was stored before."""
-    statement = (
-        insert(session, LineageEvent)
-        .values(
-            content_hash=event.content_hash,
-            kind=event.kind,
-            event_type=event.event_type,
-            event_time=event.event_time,
-            run_id=event.run_id,
-            job_namespace=event.job_namespace,
-            job_name=event.job_name,
-            producer=event.producer,
-            received_at=now,
-            payload=event.payload,
-        )
-        .on_conflict_do_nothing(index_elements=["content_hash"])
-        .returning(LineageEvent.id)
-    )
-    event_id: int | None = (await session.execute(statement)).scalar_one_or_none()
+    statement = cached(session, ("store raw event", "id"), lambda dialect: _build_store(dialect, "id"))
+    event_id: int | None = (await session.execute(statement, _row(event, now))).scalar_one_or_none()
     return event_id
+
+
+async def store_raw_events(session: AsyncSession, events: Sequence[RawEvent], now: datetime) -> list[bool]:
+    """Store each event, in order, in as few statements as the database takes; which of them are new.
+
+    The same event twice among them is stored once: the first is new, the other a duplicate."""
+    statement = cached(
+        session, ("store raw event", "content_hash"), lambda dialect: _build_store(dialect, "content_hash")
+    )
+    stored: set[str] = set()
+    for start in range(0, len(events), EVENTS_PER_STATEMENT):
+        rows = [_row(event, now) for event in events[start : start + EVENTS_PER_STATEMENT]]
+        stored.update(content_hash for (content_hash,) in await session.execute(statement, rows))
+    new: list[bool] = []
+    for event in events:
+        new.append(event.content_hash in stored)
+        stored.discard(event.content_hash)
+    return new
 
 
 async def count_raw_events(session: AsyncSession) -> int:

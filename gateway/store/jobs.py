@@ -15,7 +15,15 @@ from gateway.orm import KEY_LENGTH, Job, Run
 from gateway.store.descriptions import merge_described
 from gateway.store.grants import namespace_clause
 from gateway.store.pagination import KeysetOrder, Page, keyset_page
-from gateway.store.sql import dialect_name, insert, json_merge
+from gateway.store.sql import cached, dialect_name, insert_for, json_merge_for
+
+
+def _width(column: Any) -> int:
+    length: int = column.type.length
+    return length
+
+
+_TYPE_LENGTH = _width(Job.__table__.c.type)
 
 
 def validate_job_name(namespace: str, name: str) -> None:
@@ -36,26 +44,106 @@ async def upsert_job(
 ) -> int:
     """Create or touch a job. `type` and `description` follow the newest event that gave them
     (`described_at`, default now), whatever order events arrive in."""
-    validate_job_name(namespace, name)
-    moment = described_at or now
-    given = {attribute: value for attribute, value in (("type", type), ("description", description)) if value}
-    statement = insert(session, Job).values(
-        namespace=namespace,
-        name=name,
-        type=type,
-        description=description,
-        **{f"{attribute}_described_at": moment for attribute in given},
-        metadata=metadata or {},
-        created_at=now,
-        updated_at=now,
-    )
-    stored, new = Job.__table__.c, statement.excluded
-    changes: dict[str, Any] = {"updated_at": now, **merge_described(stored, new, list(given))}
-    if metadata:
-        changes["metadata"] = json_merge(session, stored.metadata, new.metadata)
-    statement = statement.on_conflict_do_update(index_elements=["namespace", "name"], set_=changes)
-    job_id: int = (await session.execute(statement.returning(Job.id))).scalar_one()
+    values, given = _job_values(namespace, name, now, type, description, metadata, described_at)
+    shape = ("job upsert", given, bool(metadata))
+    upsert = cached(session, shape, lambda dialect: _build_job_upsert(dialect, given, bool(metadata)))
+    job_id: int = (await session.execute(upsert, values)).scalar_one()
     return job_id
+
+
+def _job_values(
+    namespace: str,
+    name: str,
+    now: datetime,
+    type: str | None = None,
+    description: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    described_at: datetime | None = None,
+) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The row `upsert_job` upserts, and the attributes it describes."""
+    validate_job_name(namespace, name)
+    # Postgres refuses a longer type (SQLite would keep it); OpenLineage ingestion checks the same before.
+    if type is not None and len(type) > _TYPE_LENGTH:
+        raise InvalidInput(f"a job's type holds at most {_TYPE_LENGTH} characters, got {len(type)}")
+    moment = described_at or now
+    given = tuple(attribute for attribute, value in (("type", type), ("description", description)) if value)
+    values = {
+        "namespace": namespace,
+        "name": name,
+        "type": type,
+        "description": description,
+        **{f"{attribute}_described_at": moment for attribute in given},
+        "metadata": metadata or {},
+        "created_at": now,
+        "updated_at": now,
+    }
+    return values, given
+
+
+def _build_job_upsert(dialect: str, described: Sequence[str], merges_metadata: bool, when_given: bool = False) -> Any:
+    table: Any = Job.__table__
+    statement = insert_for(dialect, table)
+    stored, new = table.c, statement.excluded
+    changes: dict[str, Any] = {"updated_at": new.updated_at, **merge_described(stored, new, described, when_given)}
+    if merges_metadata:
+        changes["metadata"] = json_merge_for(dialect, stored.metadata, new.metadata)
+    statement = statement.on_conflict_do_update(index_elements=["namespace", "name"], set_=changes)
+    return statement.returning(table.c.id)
+
+
+_JOB_ATTRIBUTES = ("type", "description")
+
+
+class JobBatch:
+    """The job upserts of many events, applied as if one after the other: each job once with the values of its
+    first upsert in the batch (the one that would have created it), then with those that can still win an
+    attribute, the newest for each. Which one wins does not depend on their order."""
+
+    def __init__(self) -> None:
+        self._touches: dict[tuple[str, str], list[tuple[dict[str, Any], tuple[str, ...], datetime]]] = {}
+
+    def touch(
+        self,
+        namespace: str,
+        name: str,
+        now: datetime,
+        type: str | None = None,
+        description: str | None = None,
+        described_at: datetime | None = None,
+    ) -> None:
+        """Plan `upsert_job` (without metadata, which only the API gives)."""
+        values, given = _job_values(namespace, name, now, type, description, None, described_at)
+        self._touches.setdefault((namespace, name), []).append((values, given, described_at or now))
+
+    async def apply(self, session: AsyncSession) -> dict[tuple[str, str], int]:
+        """Upsert the planned jobs; (namespace, name) -> id."""
+        rounds: list[list[dict[str, Any]]] = []
+        for (first, _, _), *rest in self._touches.values():
+            rows = [first]
+            for attribute in _JOB_ATTRIBUTES:
+                giving = [(values, moment) for values, given, moment in rest if attribute in given]
+                newest = max((moment for _, moment in giving), default=None)
+                rows += [values for values, moment in giving if moment == newest and values not in rows]
+            for position, values in enumerate(rows):
+                if len(rounds) <= position:
+                    rounds.append([])
+                # One shape for every row: an attribute a row does not describe comes with no time.
+                rounds[position].append({f"{attribute}_described_at": None for attribute in _JOB_ATTRIBUTES} | values)
+        upsert = cached(session, ("job upsert", "batch"), _build_batch_upsert)
+        ids: dict[tuple[str, str], int] = {}
+        for batch in rounds:
+            # Rows in name order: concurrent transactions lock the jobs they share in the same order.
+            batch.sort(key=lambda values: (str(values["namespace"]), str(values["name"])))
+            for start in range(0, len(batch), 1_000):
+                chunk = batch[start : start + 1_000]
+                for job_id, namespace, name in await session.execute(upsert, chunk if len(chunk) > 1 else chunk[0]):
+                    ids[namespace, name] = job_id
+        return ids
+
+
+def _build_batch_upsert(dialect: str) -> Any:
+    table: Any = Job.__table__
+    return _build_job_upsert(dialect, _JOB_ATTRIBUTES, False, True).returning(table.c.namespace, table.c.name)
 
 
 async def read_jobs_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, Job]:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Table, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import GenericFunction
+
+T = TypeVar("T")
 
 
 class later(GenericFunction[Any]):
@@ -55,10 +58,34 @@ def dialect_name(session: AsyncSession) -> str:
 
 def insert(session: AsyncSession, table: Any) -> Any:
     """An INSERT that supports ON CONFLICT on the session's dialect."""
+    return insert_for(dialect_name(session), table)
+
+
+def insert_for(dialect: str, table: Any) -> Any:
+    """An INSERT that supports ON CONFLICT on the named dialect."""
     target: Table = getattr(table, "__table__", table)
-    if dialect_name(session) == "postgresql":
+    if dialect == "postgresql":
         return postgresql.insert(target)
     return sqlite.insert(target)
+
+
+_STATEMENTS: dict[tuple[str, Hashable], Any] = {}
+
+
+def cached(session: AsyncSession, shape: Hashable, build: Callable[[str], T]) -> T:
+    """The statement of this shape for the session's dialect, built once per process.
+
+    Hot statements are executed with parameters rather than rebuilt with values: building one (ON CONFLICT
+    clauses, `excluded` proxies, CASE trees) costs far more than executing it, and a statement object that is
+    reused keeps its cache key, so SQLAlchemy compiles it once too. `shape` names everything `build` varies on.
+    """
+    dialect = session.bind.dialect.name if session.bind is not None else dialect_name(session)
+    key = (dialect, shape)
+    found = _STATEMENTS.get(key)
+    if found is None:
+        found = _STATEMENTS[key] = build(dialect)
+    built: T = found
+    return built
 
 
 class json_object_merge(GenericFunction[Any]):
@@ -91,7 +118,12 @@ def _json_object_merge_sqlite(element: json_object_merge, compiler: Any, **kw: A
 
 def json_merge(session: AsyncSession, base: Any, overlay: Any) -> ColumnElement[Any]:
     """Top-level merge of two JSON objects; keys of `overlay` win, each value replaced whole."""
-    if dialect_name(session) == "postgresql":
+    return json_merge_for(dialect_name(session), base, overlay)
+
+
+def json_merge_for(dialect: str, base: Any, overlay: Any) -> ColumnElement[Any]:
+    """`json_merge` on the named dialect."""
+    if dialect == "postgresql":
         return base.op("||")(overlay)  # type: ignore[no-any-return]
     return json_object_merge(base, overlay)
 

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from gateway.app import create_app
 from gateway.database import Database
 from gateway.errors import InvalidInput
-from gateway.ingest import service
+from gateway.ingest import normalise
 from gateway.orm import LineageEvent, Run
 from gateway.settings import Settings
 from tests.ingest.support import (
@@ -271,14 +271,15 @@ async def test_event_the_store_refuses_is_rejected_alone(
     client: httpx.AsyncClient, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Should the store refuse an event that passed validation, the rest of the batch is still stored."""
-    apply = service.apply_event
+    execution = normalise._execution
 
-    async def refusing(session: Any, event: Any, now: Any) -> None:
-        if getattr(event, "job", None) is not None and event.job.name == "refused_by_the_store":
+    # Events of a batch are applied one by one or together: both make each run's record here.
+    def refusing(event: Any, described: Any) -> Any:
+        if event.job.name == "refused_by_the_store":
             raise InvalidInput("the store refuses this one")
-        await apply(session, event, now)
+        return execution(event, described)
 
-    monkeypatch.setattr(service, "apply_event", refusing)
+    monkeypatch.setattr(normalise, "_execution", refusing)
     refused = run_event("0190c2a0-0000-7000-8000-0000000000bb")
     refused["job"]["name"] = "refused_by_the_store"
     batch = [

@@ -417,3 +417,28 @@ async def test_run_writing_another_output_keeps_the_edge(db: Database) -> None:
         (key("shop.orders"), key("mart.orders_daily")): None,
         (key("shop.refunds"), key("mart.refunds_daily")): None,
     }
+
+
+async def test_declared_edge_later_than_its_retirement_lives_in_any_order(db: Database) -> None:
+    """A JobEvent declaring, after the run that retired it, an edge a run of the job had shown: the edge lives,
+    whether the declaration comes before the runs or after them (only the time of its last run may differ)."""
+    declared = {
+        "eventTime": "2026-03-01T10:00:10.000Z",
+        "producer": PRODUCER,
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/JobEvent",
+        "job": {"namespace": "tests", "name": "load_orders"},
+        "inputs": [{"namespace": "postgres://db:5432", "name": "shop.orders"}],
+        "outputs": [{"namespace": "postgres://db:5432", "name": "mart.orders_daily"}],
+    }
+    documents = [
+        run_event(1, "COMPLETE", run_id="0190c2a0-0000-7000-8000-0000000000a1", inputs=["shop.orders"]),
+        run_event(5, "COMPLETE", run_id="0190c2a0-0000-7000-8000-0000000000a2", inputs=["shop.orders_v2"]),
+        declared,
+    ]
+    for document in documents[:2]:
+        document["outputs"] = [{"namespace": "postgres://db:5432", "name": "mart.orders_daily"}]
+
+    for order in orders_of(documents):
+        state = await state_after(db, order)
+        retired = {edge["upstream_id"]: edge["retired_at"] for edge in state["lineage_edges"]}
+        assert retired == {key("shop.orders"): None, key("shop.orders_v2"): None}, order
