@@ -107,7 +107,10 @@ async def shipper_state(db: Database, name: str) -> ShipperState:
 
 
 async def loaded(db: Database, now: datetime) -> feed.Cursor:
-    await ingest(db, [load_documents(APPLES), fill_templates(load_documents(DBT_RUN))], now)
+    # One event per transaction, as producers post them: the feed is spread over many transactions and pages,
+    # which the parking and outage cases below rely on (a batch writes each asset once, in one go).
+    documents = [*load_documents(APPLES), *fill_templates(load_documents(DBT_RUN))]
+    await ingest(db, [[document] for document in documents], now)
     return await settled(db)
 
 
