@@ -67,14 +67,6 @@ class NamespaceGrants:
     def matches(self, namespace: str) -> bool:
         return self.everything or self._regex.fullmatch(namespace) is not None
 
-    def covers(self, other: NamespaceGrants) -> bool:
-        """Whether every namespace `other` grants is granted here (pattern-wise, conservatively)."""
-        if self.everything:
-            return True
-        return all(
-            pattern in self.patterns or ("*" not in pattern and self.matches(pattern)) for pattern in other.patterns
-        )
-
     def covers_prefix(self, prefix: str | None) -> bool:
         """Whether every namespace starting with `prefix` is granted (None: every namespace at all)."""
         if self.everything:

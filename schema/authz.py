@@ -71,5 +71,3 @@ async def check_written_run(info: Info, session: AsyncSession, run_pk: int, what
     job_namespace, asset_namespaces = await runs.read_run_namespaces(session, run_pk)
     require_write_namespaces(info, [job_namespace, *asset_namespaces], what)
 
-
-__all__ = ["Forbidden"]

@@ -20,6 +20,7 @@ from gateway.store import alerts, assets, jobs, lineage, policies, runs
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+N = TypeVar("N", orm.Asset, orm.Job)
 Read = Callable[[AsyncSession, list[K]], Awaitable[Mapping[K, V]]]
 
 
@@ -39,21 +40,12 @@ class Visibility:
         self.principal = principal
         self.grants: NamespaceGrants | None = None if principal.sees_everything else principal.grants
 
-    def assets(self, read: Read[K, orm.Asset]) -> Read[K, orm.Asset]:
+    def namespaced(self, read: Read[K, N]) -> Read[K, N]:
+        """Rows that carry their own namespace (assets, jobs): keep the readable ones."""
         if self.grants is None:
             return read
 
-        async def visible(session: AsyncSession, keys: list[K]) -> Mapping[K, orm.Asset]:
-            found = await read(session, keys)
-            return {key: row for key, row in found.items() if self.principal.can_read(row.namespace)}
-
-        return visible
-
-    def jobs(self, read: Read[K, orm.Job]) -> Read[K, orm.Job]:
-        if self.grants is None:
-            return read
-
-        async def visible(session: AsyncSession, keys: list[K]) -> Mapping[K, orm.Job]:
+        async def visible(session: AsyncSession, keys: list[K]) -> Mapping[K, N]:
             found = await read(session, keys)
             return {key: row for key, row in found.items() if self.principal.can_read(row.namespace)}
 
@@ -140,11 +132,13 @@ class Loaders:
         self.principal = principal
         see = Visibility(principal)
         self.grants = see.grants
-        self.asset_by_id: DataLoader[int, orm.Asset | None] = _loader(db, see.assets(assets.read_assets_by_ids))
-        self.asset_by_key: DataLoader[str, orm.Asset | None] = _loader(db, see.assets(assets.read_assets_by_keys))
+        self.asset_by_id: DataLoader[int, orm.Asset | None] = _loader(db, see.namespaced(assets.read_assets_by_ids))
+        self.asset_by_key: DataLoader[str, orm.Asset | None] = _loader(db, see.namespaced(assets.read_assets_by_keys))
         self.aliases_by_asset: DataLoader[int, list[str]] = _loader(db, assets.read_aliases_by_asset_ids, [])
-        self.job_by_id: DataLoader[int, orm.Job | None] = _loader(db, see.jobs(jobs.read_jobs_by_ids))
-        self.job_by_name: DataLoader[tuple[str, str], orm.Job | None] = _loader(db, see.jobs(jobs.read_jobs_by_names))
+        self.job_by_id: DataLoader[int, orm.Job | None] = _loader(db, see.namespaced(jobs.read_jobs_by_ids))
+        self.job_by_name: DataLoader[tuple[str, str], orm.Job | None] = _loader(
+            db, see.namespaced(jobs.read_jobs_by_names)
+        )
         # A visible job's runs are visible: they are in its namespace.
         self.latest_run_by_job: DataLoader[int, orm.Run | None] = _loader(db, jobs.read_latest_runs_by_job_ids)
         self.run_by_id: DataLoader[int, orm.Run | None] = _loader(db, see.runs(runs.read_runs_by_ids))
