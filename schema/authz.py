@@ -70,4 +70,3 @@ def check_written_asset(info: Info, row: AssetRow, what: str) -> None:
 async def check_written_run(info: Info, session: AsyncSession, run_pk: int, what: str) -> None:
     job_namespace, asset_namespaces = await runs.read_run_namespaces(session, run_pk)
     require_write_namespaces(info, [job_namespace, *asset_namespaces], what)
-
