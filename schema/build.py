@@ -7,13 +7,7 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-)
+from strawberry.extensions import AddValidationRules, MaxTokensLimiter, ParserCache, max_aliases, query_depth_limiter
 from strawberry.federation.schema import FederationAny
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import DEFAULT_ALLOWED_OPERATION_TYPES, StreamResult
@@ -28,6 +22,7 @@ from gateway.settings import Settings
 from schema.cost import CostModel, QueryCostLimiter
 from schema.disclosure import NoIntrospection, hide_suggestions
 from schema.errors import ErrorCodes, code_errors, log_errors
+from schema.execution import GatewayExecutionContext
 from schema.metrics_extension import GraphQLMetrics
 from schema.monitoring import MonitoringMutation, MonitoringQuery
 from schema.mutations import Mutation
@@ -95,7 +90,15 @@ async def _refused(error: GraphQLError) -> AsyncGenerator[PreExecutionError, Non
 def build_schema(settings: Settings | None = None, metrics: GatewayMetrics | None = None) -> GatewaySchema:
     """The schema; with `metrics`, every operation is counted and timed for /metrics."""
     settings = settings or Settings()
-    rules: list[Any] = [StorableStrings] if settings.introspection else [StorableStrings, NoIntrospection]
+    # The rule classes are built once: the validation cache knows a document by its rules too, and Strawberry's
+    # limiter extensions would make new classes for every request, so that nothing would ever be found in it.
+    rules: list[Any] = [
+        StorableStrings,
+        max_aliases.create_validator(settings.max_aliases),
+        query_depth_limiter.create_validator(settings.max_query_depth, should_ignore=None),
+    ]
+    if not settings.introspection:
+        rules.append(NoIntrospection)
     cost_model = CostModel.from_settings(settings)
     # Factories: each request gets fresh extension instances (the parse/validation caches are module-wide).
     extensions: list[Any] = [
@@ -104,8 +107,6 @@ def build_schema(settings: Settings | None = None, metrics: GatewayMetrics | Non
         # Validation, cached, of documents whose shape is sound (schema/shape.py).
         lambda: ShapedValidation(settings.max_field_repeats, maxsize=512),
         lambda: MaxTokensLimiter(max_token_count=settings.max_tokens),
-        lambda: MaxAliasesLimiter(max_alias_count=settings.max_aliases),
-        lambda: QueryDepthLimiter(max_depth=settings.max_query_depth),
         lambda: AddValidationRules(rules),
         lambda: QueryCostLimiter(settings.max_query_cost, cost_model),
     ]
@@ -117,6 +118,7 @@ def build_schema(settings: Settings | None = None, metrics: GatewayMetrics | Non
         subscription=Subscription,
         types=ENTITIES,
         extensions=extensions,
+        execution_context_class=GatewayExecutionContext,
         config=StrawberryConfig(
             auto_camel_case=True,
             disable_field_suggestions=not settings.field_suggestions,

@@ -159,6 +159,7 @@ class Loaders:
         self.downstream_ids_by_asset: DataLoader[int, list[int]] = _loader(db, _neighbours(True, see.grants), [])
         self.neighbourhood_ids: DataLoader[Neighbourhood, list[int]] = _loader(db, _neighbourhoods(see.grants), [])
         self.health_by_asset: DataLoader[int, orm.AssetHealth | None] = _loader(db, alerts.read_health_by_asset_ids)
+        self.health_status_by_asset: DataLoader[int, str | None] = _loader(db, alerts.read_health_status_by_asset_ids)
         self.open_alerts_by_asset: DataLoader[int, list[orm.Alert]] = _loader(
             db, alerts.read_open_alerts_by_asset_ids, []
         )

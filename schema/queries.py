@@ -13,7 +13,7 @@ from gateway.store import catalog, jobs, runs
 from gateway.store.asset_filters import AssetFilter
 from schema.context import Info
 from schema.inputs import AssetFilterInput, ExecutionFilterInput
-from schema.types.asset import Asset
+from schema.types.asset import Asset, assets_of
 from schema.types.common import Connection, as_utc, connection_edges, page_size
 from schema.types.execution import Execution
 from schema.types.job import Job
@@ -72,7 +72,8 @@ class Query:
             page = await catalog.list_assets(
                 session, asset_filter, page_size(info, first), after, catalog.AssetOrder(order_by.value)
             )
-        edges, page_info = connection_edges(page, Asset.from_row)
+        by_id = {asset.id: asset for asset in await assets_of(info, page.items)}
+        edges, page_info = connection_edges(page, lambda row: by_id[row.id])
         return AssetConnection(edges=edges, page_info=page_info, filter=asset_filter)
 
     @strawberry.field(description="The lineage graph around an asset.")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from functools import lru_cache
 
 from graphql import (
     DocumentNode,
@@ -149,20 +150,26 @@ def repeated_field(document: DocumentNode, limit: int) -> tuple[str, int] | None
 
 def shape_error(document: DocumentNode, max_repeats: int) -> GraphQLError | None:
     """Why the document's shape is refused, or None."""
+    problem = _shape_problem(document, max_repeats)
+    # A new error each time: errors are answered, and may be changed on the way, per request.
+    return None if problem is None else GraphQLError(problem, extensions={"code": CODE})
+
+
+# The parser cache hands out the same document for the same text, so its verdict is looked up, not recomputed.
+@lru_cache(maxsize=512)
+def _shape_problem(document: DocumentNode, max_repeats: int) -> str | None:
     size = expanded_fields(document)
     if size > MAX_EXPANDED_FIELDS:
-        return GraphQLError(
+        return (
             f"the document selects {size} fields once its fragments are expanded; at most {MAX_EXPANDED_FIELDS}"
-            " are allowed",
-            extensions={"code": CODE},
+            " are allowed"
         )
     found = repeated_field(document, max_repeats)
     if found is not None:
         key, count = found
-        return GraphQLError(
+        return (
             f"the field {key!r} is selected {count} times at one place of the response; at most {max_repeats}"
-            " are allowed",
-            extensions={"code": CODE},
+            " are allowed"
         )
     return None
 

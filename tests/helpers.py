@@ -9,7 +9,8 @@ from typing import Any
 
 import httpx
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.database import Database
 
 
 async def graphql(client: httpx.AsyncClient, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -44,19 +45,21 @@ class StatementCounter:
 
 
 @contextmanager
-def count_statements(engine: AsyncEngine) -> Iterator[StatementCounter]:
-    """Counts the SQL statements an engine sends while the block runs (BEGIN/COMMIT aside)."""
+def count_statements(db: Database) -> Iterator[StatementCounter]:
+    """Counts the SQL statements the database's engines send while the block runs (BEGIN/COMMIT aside)."""
     counter = StatementCounter()
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         if statement.strip().upper() not in ("BEGIN", "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"):
             counter.statements.append(statement)
 
-    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    for engine in db.engines:
+        event.listen(engine.sync_engine, "before_cursor_execute", record)
     try:
         yield counter
     finally:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
+        for engine in db.engines:
+            event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 def free_port() -> int:

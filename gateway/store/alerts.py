@@ -14,7 +14,7 @@ from gateway.errors import Conflict, NotFound
 from gateway.orm import Alert, AlertDelivery, Asset, AssetHealth, MonitorRun
 from gateway.store.grants import namespace_clause
 from gateway.store.pagination import KeysetOrder, Page, keyset_page
-from gateway.store.sql import dialect_name, insert
+from gateway.store.sql import dialect_name, insert, one_of
 
 ALERT_ORDER = "OPENED_AT_DESC"
 
@@ -79,7 +79,7 @@ async def count_alerts(session: AsyncSession, alert_filter: AlertFilter) -> int:
 async def read_alerts_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, Alert]:
     if not ids:
         return {}
-    rows = await session.scalars(select(Alert).where(Alert.id.in_(sorted(set(ids)))))
+    rows = await session.scalars(select(Alert).where(one_of(session, Alert.id, ids)))
     return {alert.id: alert for alert in rows}
 
 
@@ -88,7 +88,7 @@ async def read_open_alerts_by_asset_ids(session: AsyncSession, asset_ids: Sequen
     if asset_ids:
         rows = await session.scalars(
             select(Alert)
-            .where(Alert.asset_id.in_(sorted(set(asset_ids))), Alert.resolved_at.is_(None))
+            .where(one_of(session, Alert.asset_id, asset_ids), Alert.resolved_at.is_(None))
             .order_by(Alert.asset_id, Alert.opened_at.desc(), Alert.id.desc())
         )
         for alert in rows:
@@ -99,8 +99,18 @@ async def read_open_alerts_by_asset_ids(session: AsyncSession, asset_ids: Sequen
 async def read_health_by_asset_ids(session: AsyncSession, asset_ids: Sequence[int]) -> dict[int, AssetHealth]:
     if not asset_ids:
         return {}
-    rows = await session.scalars(select(AssetHealth).where(AssetHealth.asset_id.in_(sorted(set(asset_ids)))))
+    rows = await session.scalars(select(AssetHealth).where(one_of(session, AssetHealth.asset_id, asset_ids)))
     return {health.asset_id: health for health in rows}
+
+
+async def read_health_status_by_asset_ids(session: AsyncSession, asset_ids: Sequence[int]) -> dict[int, str]:
+    """The sweep's verdict alone, for pages of assets (no row objects to build)."""
+    if not asset_ids:
+        return {}
+    rows = await session.execute(
+        select(AssetHealth.asset_id, AssetHealth.status).where(one_of(session, AssetHealth.asset_id, asset_ids))
+    )
+    return dict(rows.tuples().all())
 
 
 async def acknowledge_alert(session: AsyncSession, alert_id: int, who: str, now: datetime) -> Alert:
@@ -163,7 +173,7 @@ async def read_deliveries_by_alert_ids(session: AsyncSession, ids: Sequence[int]
     result: dict[int, list[AlertDelivery]] = {alert_id: [] for alert_id in ids}
     if ids:
         rows = await session.scalars(
-            select(AlertDelivery).where(AlertDelivery.alert_id.in_(sorted(set(ids)))).order_by(AlertDelivery.id)
+            select(AlertDelivery).where(one_of(session, AlertDelivery.alert_id, ids)).order_by(AlertDelivery.id)
         )
         for row in rows:
             result[row.alert_id].append(row)

@@ -14,7 +14,7 @@ from gateway.errors import Conflict, InvalidInput, NotFound
 from gateway.keys import split_key, validate_key
 from gateway.orm import Asset, AssetAlias, LineageEdge
 from gateway.store.descriptions import DESCRIBED_ATTRIBUTES, lookup_identifiers, merge_described
-from gateway.store.sql import cached, insert, insert_for, later
+from gateway.store.sql import cached, insert, insert_for, later, one_of
 
 MAX_LABELS = 100
 MAX_LABEL_LENGTH = 200
@@ -281,7 +281,7 @@ async def read_assets_by_keys(
 async def read_assets_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, Asset]:
     if not ids:
         return {}
-    rows = await session.scalars(select(Asset).where(Asset.id.in_(sorted(set(ids)))))
+    rows = await session.scalars(select(Asset).where(one_of(session, Asset.id, ids)))
     return {asset.id: asset for asset in rows}
 
 
@@ -291,7 +291,7 @@ async def read_aliases_by_asset_ids(session: AsyncSession, ids: Sequence[int]) -
         return result
     rows = await session.execute(
         select(AssetAlias.asset_id, AssetAlias.alias)
-        .where(AssetAlias.asset_id.in_(sorted(set(ids))))
+        .where(one_of(session, AssetAlias.asset_id, ids))
         .order_by(AssetAlias.asset_id, AssetAlias.alias)
     )
     for asset_id, alias in rows:
@@ -313,5 +313,5 @@ async def read_asset_namespaces(session: AsyncSession, ids: Sequence[int]) -> di
     """asset id -> namespace: what authorization needs to know about assets referenced elsewhere."""
     if not ids:
         return {}
-    rows = await session.execute(select(Asset.id, Asset.namespace).where(Asset.id.in_(sorted(set(ids)))))
+    rows = await session.execute(select(Asset.id, Asset.namespace).where(one_of(session, Asset.id, ids)))
     return {int(row[0]): str(row[1]) for row in rows}

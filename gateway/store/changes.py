@@ -16,7 +16,7 @@ from sqlalchemy import func, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.orm import Asset, Change, Job, LineageEdge, ParkedBatch, Run, ShipperState
-from gateway.store.sql import dialect_name, insert
+from gateway.store.sql import dialect_name, insert, one_of
 
 Cursor = tuple[int, int]
 START: Cursor = (0, 0)
@@ -157,7 +157,7 @@ async def read_edges_by_ids(session: AsyncSession, ids: Sequence[int]) -> list[L
     if not ids:
         return []
     rows = await session.scalars(
-        select(LineageEdge).where(LineageEdge.id.in_(sorted(set(ids)))).order_by(LineageEdge.id)
+        select(LineageEdge).where(one_of(session, LineageEdge.id, ids)).order_by(LineageEdge.id)
     )
     return list(rows.all())
 
@@ -171,7 +171,7 @@ async def read_latest_changes(
         return {}
     rows = await session.execute(
         select(Change.entity_id, func.max(Change.id), func.max(Change.changed_at))
-        .where(Change.entity == entity, Change.entity_id.in_(sorted(set(ids))))
+        .where(Change.entity == entity, one_of(session, Change.entity_id, ids))
         .group_by(Change.entity_id)
     )
     return {(entity, int(entity_id)): (int(change_id), changed_at) for entity_id, change_id, changed_at in rows}

@@ -15,7 +15,7 @@ from gateway.orm import KEY_LENGTH, Job, Run
 from gateway.store.descriptions import merge_described
 from gateway.store.grants import namespace_clause
 from gateway.store.pagination import KeysetOrder, Page, keyset_page
-from gateway.store.sql import cached, dialect_name, insert_for, json_merge_for
+from gateway.store.sql import cached, dialect_name, insert_for, json_merge_for, one_of
 
 
 def _width(column: Any) -> int:
@@ -149,7 +149,7 @@ def _build_batch_upsert(dialect: str) -> Any:
 async def read_jobs_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, Job]:
     if not ids:
         return {}
-    rows = await session.scalars(select(Job).where(Job.id.in_(sorted(set(ids)))))
+    rows = await session.scalars(select(Job).where(one_of(session, Job.id, ids)))
     return {job.id: job for job in rows}
 
 
@@ -186,7 +186,7 @@ async def read_latest_runs_by_job_ids(session: AsyncSession, job_ids: Sequence[i
             .over(partition_by=Run.job_id, order_by=(Run.event_time.desc(), Run.id.desc()))
             .label("position"),
         )
-        .where(Run.job_id.in_(sorted(set(job_ids))))
+        .where(one_of(session, Run.job_id, job_ids))
         .subquery()
     )
     rows = await session.scalars(select(Run).join(latest, latest.c.id == Run.id).where(latest.c.position == 1))
@@ -224,5 +224,5 @@ async def read_job_namespaces(session: AsyncSession, ids: Sequence[int]) -> dict
     """job id -> namespace: what authorization needs to know about the jobs of runs."""
     if not ids:
         return {}
-    rows = await session.execute(select(Job.id, Job.namespace).where(Job.id.in_(sorted(set(ids)))))
+    rows = await session.execute(select(Job.id, Job.namespace).where(one_of(session, Job.id, ids)))
     return {int(row[0]): str(row[1]) for row in rows}

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.auth import NamespaceGrants
 from gateway.orm import Asset, ColumnLineage, LineageEdge
 from gateway.store.grants import namespace_clause
-from gateway.store.sql import dialect_name
+from gateway.store.sql import dialect_name, one_of
 
 FRONTIER_CHUNK = 5_000
 
@@ -269,7 +269,7 @@ async def read_column_lineage_by_downstream_ids(
     if asset_ids:
         rows = await session.scalars(
             select(ColumnLineage)
-            .where(ColumnLineage.downstream_id.in_(sorted(set(asset_ids))))
+            .where(one_of(session, ColumnLineage.downstream_id, asset_ids))
             .order_by(ColumnLineage.downstream_id, ColumnLineage.downstream_field, ColumnLineage.upstream_field)
         )
         for row in rows:

@@ -14,7 +14,7 @@ from gateway.store.alerts import AlertFilter, alert_conditions
 from gateway.store.asset_filters import AssetFilter, asset_conditions
 from gateway.store.changes import START, Cursor
 from gateway.store.runs import RunFilter, run_conditions
-from gateway.store.sql import dialect_name
+from gateway.store.sql import dialect_name, one_of
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ async def read_transaction_changes(
         return []
     statement = (
         select(Change)
-        .where(Change.txid.in_(sorted(set(txids))), tuple_(Change.txid, Change.id) > tuple_(*after))
+        .where(one_of(session, Change.txid, txids), tuple_(Change.txid, Change.id) > tuple_(*after))
         .order_by(Change.txid, Change.id)
         .limit(limit)
     )
@@ -77,7 +77,7 @@ async def match_asset_ids(session: AsyncSession, ids: Sequence[int], asset_filte
     if not ids:
         return set()
     conditions = asset_conditions(asset_filter, dialect_name(session))
-    statement = select(Asset.id).where(Asset.id.in_(sorted(set(ids))), *conditions)
+    statement = select(Asset.id).where(one_of(session, Asset.id, ids), *conditions)
     return set((await session.scalars(statement)).all())
 
 
@@ -96,7 +96,7 @@ async def match_run_ids(session: AsyncSession, ids: Sequence[int], match: Execut
     conditions = run_conditions(match.runs, dialect_name(session))
     if match.asset_key is not None:
         conditions.append(_touches(match.asset_key))
-    statement = select(Run.id).where(Run.id.in_(sorted(set(ids))), *conditions)
+    statement = select(Run.id).where(one_of(session, Run.id, ids), *conditions)
     return set((await session.scalars(statement)).all())
 
 
@@ -105,5 +105,5 @@ async def match_alert_ids(session: AsyncSession, ids: Sequence[int], alert_filte
     if not ids:
         return set()
     conditions = alert_conditions(alert_filter, dialect_name(session))
-    statement = select(Alert.id).where(Alert.id.in_(sorted(set(ids))), *conditions)
+    statement = select(Alert.id).where(one_of(session, Alert.id, ids), *conditions)
     return set((await session.scalars(statement)).all())

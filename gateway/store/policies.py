@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.errors import InvalidInput, NotFound
 from gateway.orm import POLICY_KINDS, SEVERITIES, Asset, FreshnessPolicy
 from gateway.store.asset_filters import AssetFilter, asset_conditions
-from gateway.store.sql import insert
+from gateway.store.sql import insert, one_of
 
 SELECTOR_FIELDS = ("namespace_prefix", "type", "tag", "owner", "key_glob")
 logger = logging.getLogger("gateway.monitors")
@@ -232,6 +232,6 @@ async def governing_policy_ids(
         select(Asset.id, governing_policy(policies, own.c.id, dialect_name(session)))
         .select_from(Asset)
         .outerjoin(own, own.c.asset_id == Asset.id)
-        .where(Asset.id.in_(sorted(set(asset_ids))))
+        .where(one_of(session, Asset.id, asset_ids))
     )
     return dict(rows.all())

@@ -14,7 +14,7 @@ from gateway.auth import NamespaceGrants
 from gateway.orm import Asset, Job, Run, RunAsset
 from gateway.store.grants import namespace_clause
 from gateway.store.pagination import KeysetOrder, Page, keyset_page
-from gateway.store.sql import dialect_name
+from gateway.store.sql import dialect_name, one_of
 
 EXECUTION_ORDER = "EVENT_TIME_DESC"
 
@@ -35,14 +35,14 @@ class RunFilter:
 async def read_runs_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, Run]:
     if not ids:
         return {}
-    rows = await session.scalars(select(Run).where(Run.id.in_(sorted(set(ids)))))
+    rows = await session.scalars(select(Run).where(one_of(session, Run.id, ids)))
     return {run.id: run for run in rows}
 
 
 async def read_runs_by_run_ids(session: AsyncSession, run_ids: Sequence[str]) -> dict[str, Run]:
     if not run_ids:
         return {}
-    rows = await session.scalars(select(Run).where(Run.run_id.in_(sorted(set(run_ids)))))
+    rows = await session.scalars(select(Run).where(one_of(session, Run.run_id, run_ids)))
     return {run.run_id: run for run in rows}
 
 
@@ -52,7 +52,7 @@ async def read_run_assets_by_run_ids(session: AsyncSession, ids: Sequence[int]) 
     if ids:
         rows = await session.scalars(
             select(RunAsset)
-            .where(RunAsset.run_id.in_(sorted(set(ids))))
+            .where(one_of(session, RunAsset.run_id, ids))
             .order_by(RunAsset.run_id, RunAsset.role, RunAsset.asset_id)
         )
         for row in rows:
@@ -64,7 +64,7 @@ async def read_children_by_run_ids(session: AsyncSession, ids: Sequence[int]) ->
     result: dict[int, list[Run]] = defaultdict(list)
     if ids:
         rows = await session.scalars(
-            select(Run).where(Run.parent_id.in_(sorted(set(ids)))).order_by(Run.first_event_time, Run.id)
+            select(Run).where(one_of(session, Run.parent_id, ids)).order_by(Run.first_event_time, Run.id)
         )
         for run in rows:
             assert run.parent_id is not None
@@ -142,7 +142,7 @@ async def read_producer_consumer_job_ids(
         rows = await session.execute(
             select(RunAsset.asset_id, Run.job_id)
             .join(Run, Run.id == RunAsset.run_id)
-            .where(RunAsset.asset_id.in_(sorted(set(asset_ids))), RunAsset.role == role)
+            .where(one_of(session, RunAsset.asset_id, asset_ids), RunAsset.role == role)
             .group_by(RunAsset.asset_id, Run.job_id)
             .order_by(RunAsset.asset_id, Run.job_id)
         )

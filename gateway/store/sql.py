@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Table, func
+from sqlalchemy import BigInteger, ColumnElement, String, Table, any_, bindparam, func
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
@@ -54,6 +54,19 @@ def _earlier_sqlite(element: earlier, compiler: Any, **kw: Any) -> str:
 
 def dialect_name(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
+
+
+def one_of(session: AsyncSession, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    """`column IN values`. On Postgres as `= ANY` of one array parameter: one statement for the driver to prepare
+    whatever the number of values, bound in a fraction of the time a parameter per value takes."""
+    wanted = sorted(set(values))
+    condition: ColumnElement[bool]
+    if dialect_name(session) != "postgresql":
+        condition = column.in_(wanted)
+    else:
+        element = BigInteger() if wanted and isinstance(wanted[0], int) else String()
+        condition = column == any_(bindparam(None, wanted, type_=postgresql.ARRAY(element)))
+    return condition
 
 
 def insert(session: AsyncSession, table: Any) -> Any:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
+from types import EllipsisType
 from typing import Any
 
 import strawberry
@@ -14,7 +16,16 @@ from gateway.store import runs
 from monitors.messages import explain, policy_deadline
 from schema.context import Info
 from schema.loaders import Neighbourhood
-from schema.types.common import Connection, Role, RunState, as_json, connection_edges, page_size, reference_field
+from schema.types.common import (
+    Connection,
+    Role,
+    RunState,
+    as_json,
+    connection_edges,
+    page_size,
+    reference_field,
+    selects,
+)
 from schema.types.execution import Execution
 from schema.types.job import Job
 from schema.types.monitoring import Alert, AssetStatus, Freshness, FreshnessPolicy
@@ -77,9 +88,13 @@ class Asset:
     )
     last_status: RunState | None = strawberry.field(description="State of the latest execution that wrote it.")
     deleted_at: datetime | None
+    # The sweep's verdict, when whoever built this asset read it already (see `assets_of`).
+    health_status: strawberry.Private[str | None] = None
+    health_known: strawberry.Private[bool] = False
 
     @classmethod
-    def from_row(cls, row: orm.Asset) -> Asset:
+    def from_row(cls, row: orm.Asset, health_status: str | EllipsisType | None = ...) -> Asset:
+        """The asset of `row`; with the sweep's verdict (None: never swept), its status needs no query."""
         return cls(
             id=row.id,
             row=row,
@@ -97,6 +112,8 @@ class Asset:
             last_materialized_at=row.last_materialized_at,
             last_status=RunState(row.last_status) if row.last_status else None,
             deleted_at=row.deleted_at,
+            health_status=None if health_status is ... else health_status,
+            health_known=health_status is not ...,
         )
 
     @classmethod
@@ -161,17 +178,26 @@ class Asset:
         job_ids = await info.context.loaders.consumer_jobs_by_asset.load(self.id)
         return [Job.from_row(row) for row in await info.context.loaders.job_by_id.load_many(job_ids) if row]
 
-    @strawberry.field(description="FRESH, STALE, AT_RISK, FAILED or UNKNOWN, as the latest sweep found.")
-    async def status(self, info: Info) -> AssetStatus:
+    @strawberry.field(
+        graphql_type=AssetStatus, description="FRESH, STALE, AT_RISK, FAILED or UNKNOWN, as the latest sweep found."
+    )
+    def status(self, info: Info) -> AssetStatus | Awaitable[AssetStatus]:
+        # Synchronous when the health came with the asset: in a list, an awaitable per item costs graphql-core a
+        # task each, several times what the field itself costs.
+        if self.health_known:
+            return AssetStatus(status_of(self.row, self.health_status))
+        return self._load_status(info)
+
+    async def _load_status(self, info: Info) -> AssetStatus:
         health = await info.context.loaders.health_by_asset.load(self.id)
-        return AssetStatus(status_of(self.row, health))
+        return AssetStatus(status_of(self.row, health.status if health else None))
 
     @strawberry.field(description="Which freshness policy governs this asset, and what it says now.")
     async def freshness(self, info: Info) -> Freshness:
         loaders = info.context.loaders
         health = await loaders.health_by_asset.load(self.id)
         policy = await loaders.policy_by_asset.load(self.id)
-        status = status_of(self.row, health)
+        status = status_of(self.row, health.status if health else None)
         now = info.context.now()
         cause_key = None
         if health is not None and health.cause_asset_id is not None:
@@ -216,10 +242,10 @@ class Asset:
         ]
 
 
-def status_of(row: orm.Asset, health: orm.AssetHealth | None) -> str:
+def status_of(row: orm.Asset, health_status: str | None) -> str:
     """The sweep's verdict; before any sweep, a failed last run still shows."""
-    if health is not None:
-        return health.status
+    if health_status is not None:
+        return health_status
     return "FAILED" if row.last_status in ("FAIL", "ABORT") else "UNKNOWN"
 
 
@@ -235,4 +261,12 @@ async def _neighbours(info: Info, asset_id: int, depth: int, downstream: bool) -
         # Batched: a list of assets asking for their neighbourhoods walks the graph once per level, for all of them.
         max_nodes = info.context.settings.lineage_max_nodes
         ids = await loaders.neighbourhood_ids.load(Neighbourhood(asset_id, downstream, depth, max_nodes))
-    return [Asset.from_row(row) for row in await loaders.asset_by_id.load_many(ids) if row is not None]
+    return await assets_of(info, [row for row in await loaders.asset_by_id.load_many(ids) if row is not None])
+
+
+async def assets_of(info: Info, rows: Sequence[orm.Asset]) -> list[Asset]:
+    """The assets of `rows`; when the operation asks for a status, their health is read once for all of them."""
+    if not rows or not selects(info, "status"):
+        return [Asset.from_row(row) for row in rows]
+    statuses = await info.context.loaders.health_status_by_asset.load_many([row.id for row in rows])
+    return [Asset.from_row(row, status) for row, status in zip(rows, statuses, strict=True)]

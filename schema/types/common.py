@@ -102,3 +102,14 @@ def clean_keys(values: Sequence[str] | None) -> list[str] | None:
 def as_json(value: Any) -> JSON:
     """Stored JSON goes out as the JSON scalar unchanged."""
     return cast(JSON, value)
+
+
+def selects(info: Info, field_name: str) -> bool:
+    """Whether a field of that name is selected anywhere below the field being resolved (fragments included)."""
+    pending: list[Any] = list(info.selected_fields)
+    while pending:
+        selection = pending.pop()
+        if getattr(selection, "name", None) == field_name:
+            return True
+        pending.extend(selection.selections)
+    return False

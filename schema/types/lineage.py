@@ -10,7 +10,7 @@ import strawberry
 from gateway.errors import InvalidInput, NotFound
 from gateway.store import lineage
 from schema.context import Info
-from schema.types.asset import Asset
+from schema.types.asset import Asset, assets_of
 from schema.types.common import as_utc
 from schema.types.job import Job
 
@@ -135,8 +135,8 @@ async def resolve_lineage(
             info.context.loaders.grants,
         )
     loaders = info.context.loaders
-    rows = await loaders.asset_by_id.load_many(result.node_ids)
-    nodes = [LineageNode(asset=Asset.from_row(row), depth=result.depths[row.id]) for row in rows if row is not None]
+    rows = [row for row in await loaders.asset_by_id.load_many(result.node_ids) if row is not None]
+    nodes = [LineageNode(asset=asset, depth=result.depths[asset.id]) for asset in await assets_of(info, rows)]
     jobs: list[Job] = []
     if include_jobs:
         jobs = [Job.from_row(row) for row in await loaders.job_by_id.load_many(result.job_ids) if row]

@@ -118,7 +118,7 @@ async def test_resolving_many_entities_costs_constant_statements(
 
     async def resolve(count: int) -> int:
         representations = [{"__typename": "Asset", "key": key} for key in keys[:count]]
-        with count_statements(app.state.db.engine) as counter:
+        with count_statements(app.state.db) as counter:
             entities = (await graphql_data(client, query, {"representations": representations}))["_entities"]
         assert [entity["key"] for entity in entities] == keys[:count]
         assert all(entity["lastExecution"]["job"]["latestExecution"] for entity in entities)
@@ -134,7 +134,7 @@ async def test_resolving_many_entities_costs_constant_statements(
         *({"__typename": "Execution", "runId": f"run-{index}"} for index in range(100)),
         *({"__typename": "Job", "namespace": "airflow://prod", "name": f"job_{index}"} for index in range(100)),
     ]
-    with count_statements(app.state.db.engine) as counter:
+    with count_statements(app.state.db) as counter:
         entities = (await graphql_data(client, ENTITIES, {"representations": mixed}))["_entities"]
     assert all(entity is not None for entity in entities)
     assert counter.count <= 6
@@ -182,7 +182,7 @@ async def test_a_thousand_asset_entities_cost_the_statements_of_ten(
         # Keys, then an alias and a key nobody knows: every lookup pass runs whatever the count.
         wanted = [*keys[: count - 2], "urn:table_0000", "dw://wh/missing"]
         representations = [{"__typename": "Asset", "key": key} for key in wanted]
-        with count_statements(app.state.db.engine) as counter:
+        with count_statements(app.state.db) as counter:
             body = await graphql(client, ASSET_ENTITIES, {"representations": representations})
         assert "errors" not in body, body["errors"][:3]
         entities = body["data"]["_entities"]
@@ -216,7 +216,7 @@ async def test_thousands_of_job_entities_resolve_in_a_few_statements(
     representations = [{"__typename": "Job", "namespace": namespace, "name": name} for namespace, name in names]
     query = """query($representations: [_Any!]!) { _entities(representations: $representations) {
         ... on Job { namespace name latestExecution { runId } } } }"""
-    with count_statements(app.state.db.engine) as counter:
+    with count_statements(app.state.db) as counter:
         entities = (await graphql_data(client, query, {"representations": representations}))["_entities"]
     assert entities[:20] == [
         {"namespace": "airflow://prod", "name": f"job_{index}", "latestExecution": {"runId": f"run-{index}"}}
@@ -283,7 +283,7 @@ async def test_a_hundred_node_lineage_costs_the_statements_of_a_ten_node_one(
     assert (len(small), len(large)) == (10, 100)
 
     async def lineage(keys: list[str]) -> int:
-        with count_statements(app.state.db.engine) as counter:
+        with count_statements(app.state.db) as counter:
             graph = (await graphql_data(client, LINEAGE_FOR_A_ROUTER, {"key": keys[0]}))["lineage"]
         assert sorted(node["asset"]["key"] for node in graph["nodes"]) == sorted(keys)
         assert len(graph["edges"]) == len(keys) - 1
@@ -297,7 +297,7 @@ async def test_a_hundred_node_lineage_costs_the_statements_of_a_ten_node_one(
 
     async def neighbourhoods(*graphs: list[str]) -> int:
         representations = [{"__typename": "Asset", "key": keys[0]} for keys in graphs]
-        with count_statements(app.state.db.engine) as counter:
+        with count_statements(app.state.db) as counter:
             entities = await graphql_data(client, NEIGHBOURHOOD_OF_AN_ENTITY, {"representations": representations})
         for keys, entity in zip(graphs, entities["_entities"], strict=True):
             assert entity["key"] == keys[0]

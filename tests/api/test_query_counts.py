@@ -15,7 +15,7 @@ from tests.helpers import count_statements, graphql_data
 
 
 async def statements(client: httpx.AsyncClient, app: Starlette, query: str, variables: dict[str, Any]) -> int:
-    with count_statements(app.state.db.engine) as counter:
+    with count_statements(app.state.db) as counter:
         await graphql_data(client, query, variables)
     return counter.count
 
