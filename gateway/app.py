@@ -20,6 +20,7 @@ from gateway.database import Database
 from gateway.faults import DatabaseFaultMiddleware
 from gateway.http_auth import AuthMiddleware
 from gateway.ingest.http import post_lineage
+from gateway.ingest.writer import GroupWriter
 from gateway.live import LiveChanges
 from gateway.metrics import GatewayMetrics, metrics_endpoint
 from gateway.migrate import current_revision, head_revision, migrate
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     schema = build_schema(settings, metrics)
     live = LiveChanges(db, settings)
     graphql = GatewayGraphQL(schema, db, settings, {monitor.name: monitor}, shippers, authenticator, live)
+    ingest_writer = GroupWriter(db)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -122,6 +124,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
         finally:
             await live.stop()
+            await ingest_writer.aclose()
             await scheduler.shutdown()
             await monitor.aclose()
             for runner in shippers.values():
@@ -154,5 +157,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.settings = settings
     app.state.authenticator = authenticator
     app.state.live = live
+    app.state.ingest_writer = ingest_writer
     app.state.metrics = metrics
     return app

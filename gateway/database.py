@@ -47,6 +47,15 @@ def read_json(text: str) -> Any:
         return json.loads(text, parse_int=_json_integer)
 
 
+def write_json(value: Any) -> str:
+    """A value for a Postgres JSON column, written by orjson (several times faster), or by the standard library
+    where orjson refuses (integers beyond 64 bits, keys that are not strings), as before."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
 def _configure_sqlite(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     # WAL lets readers run beside the writer; foreign keys are off by default in SQLite.
     cursor = dbapi_connection.cursor()
@@ -90,6 +99,7 @@ def create_engine(settings: Settings, serving: bool = False, isolation_level: st
         url,
         echo=settings.database_echo,
         json_deserializer=read_json,
+        json_serializer=write_json,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
         # A connection that died with the server (restart, failover) is replaced before use, not handed out.

@@ -11,6 +11,7 @@ from gateway.auth import ANONYMOUS, Principal, Scope
 from gateway.database import Database
 from gateway.http_auth import PRINCIPAL
 from gateway.ingest.service import BodyError, decode_documents, decompress, ingest_documents
+from gateway.ingest.writer import GroupWriter
 from gateway.metrics import GatewayMetrics
 from gateway.settings import Settings
 
@@ -48,7 +49,8 @@ async def post_lineage(request: Request) -> Response:
     if len(documents) > settings.max_batch_events:
         return _error(413, f"a batch holds at most {settings.max_batch_events} events, got {len(documents)}")
     # A database fault raises out of here: gateway.faults.DatabaseFaultMiddleware answers 503, never 201.
-    report = await ingest_documents(db, documents, datetime.now(UTC), principal)
+    writer: GroupWriter = request.app.state.ingest_writer
+    report = await ingest_documents(db, documents, datetime.now(UTC), principal, writer)
     metrics: GatewayMetrics | None = getattr(request.app.state, "metrics", None)
     if metrics is not None:
         metrics.count_ingested(report.accepted, report.duplicates, len(report.rejected))

@@ -10,19 +10,18 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.auth import ANONYMOUS, Principal
-from gateway.database import Database, run_transaction
-from gateway.errors import GatewayError, InvalidInput
+from gateway.database import Database
+from gateway.errors import InvalidInput
 from gateway.ingest.authorize import event_dataset_keys, forbidden_namespace
 from gateway.ingest.events import Dataset, DatasetEvent, Event, EventError, JobEvent, RunEvent, parse_event
-from gateway.ingest.normalise import BatchEventError, BatchUnsettled, apply_event, apply_events, check_identifiers
+from gateway.ingest.normalise import check_identifiers
+from gateway.ingest.writer import GroupWriter, PreparedEvent, Written, write_events
 from gateway.keys import join_key
 from gateway.orm import KEY_LENGTH, Asset, ColumnLineage, Job
 from gateway.store.assets import read_assets_by_keys
-from gateway.store.events import RawEvent, store_raw_event, store_raw_events
+from gateway.store.events import RawEvent
 from gateway.store.executions import MAX_DATASETS_PER_EVENT
 from gateway.store.jobs import validate_job_name
 
@@ -72,14 +71,13 @@ class IngestReport:
         }
 
 
-@dataclass(frozen=True)
-class PreparedEvent:
-    event: Event
-    raw: RawEvent
+def canonical_json(document: dict[str, Any]) -> bytes:
+    """The document as the content hash reads it: keys sorted, so that equal documents hash alike."""
+    return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
 
 
 def content_hash(document: dict[str, Any]) -> str:
-    return hashlib.sha256(orjson.dumps(document, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return hashlib.sha256(canonical_json(document)).hexdigest()
 
 
 def _find_nul(value: Any, path: str) -> str | None:
@@ -132,10 +130,12 @@ def _check_column_lineage(dataset: Dataset, path: str) -> None:
                 _check_length(transformation.subtype, _TRANSFORMATION_LENGTH, f"{source_path}.transformations.subtype")
 
 
-def check_storable(event: Event, document: dict[str, Any]) -> None:
+def check_storable(event: Event, document: dict[str, Any], serialized: bytes | None = None) -> None:
     """Refuse, before any write, values the database would refuse: the event is then rejected on its own,
-    with its path, instead of failing the whole request (and alike on both dialects)."""
-    nul = _find_nul(document, "")
+    with its path, instead of failing the whole request (and alike on both dialects).
+
+    `serialized`, the document as JSON, spares the search for NUL characters when it escapes none."""
+    nul = _find_nul(document, "") if serialized is None or b"\\u0000" in serialized else None
     if nul is not None:
         raise EventError("contains a NUL character (\\u0000), which cannot be stored", nul)
     datasets: list[tuple[str, Dataset]] = []
@@ -173,12 +173,13 @@ def prepare(document: Any) -> PreparedEvent:
         # A time at the edge of the calendar whose offset pushes it past year 1 or 9999 in UTC.
         raise EventError("is out of the range of representable times once converted to UTC", "eventTime") from None
     try:
-        digest = content_hash(document)
+        serialized = canonical_json(document)
     except orjson.JSONEncodeError as error:
         # orjson refuses, among others, documents nested deeper than 255 levels.
         raise EventError(f"cannot be stored as JSON: {error}") from None
+    digest = hashlib.sha256(serialized).hexdigest()
     check_identifiers(event)
-    check_storable(event, document)
+    check_storable(event, document, serialized)
     raw = RawEvent(
         content_hash=digest,
         kind={RunEvent: "run", DatasetEvent: "dataset", JobEvent: "job"}[type(event)],
@@ -249,69 +250,6 @@ def decode_documents(body: bytes, content_type: str | None) -> tuple[list[Any], 
     return documents, True
 
 
-class EventRefused(Exception):
-    """The store or the database refused the event at `position`; the transaction is lost, the event invalid."""
-
-    def __init__(self, position: int, message: str) -> None:
-        super().__init__(message)
-        self.position = position
-        self.message = message
-
-
-def _is_data_error(error: DBAPIError) -> bool:
-    # SQLSTATE class 22 (data exception): a value the database cannot hold, whatever the moment or the load.
-    state = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
-    return isinstance(state, str) and state.startswith("22")
-
-
-def _refusal(position: int, error: Exception) -> EventRefused:
-    """The refusal of the event at `position` for `error`; raises `error` again when it says nothing of the event."""
-    if isinstance(error, GatewayError):
-        return EventRefused(position, error.message)
-    if isinstance(error, DBAPIError) and _is_data_error(error):
-        detail = str(error.orig).splitlines()[0] if str(error.orig) else type(error.orig).__name__
-        return EventRefused(position, f"the database cannot store this event: {detail}")
-    raise error
-
-
-async def apply_prepared(
-    session: AsyncSession, events: Sequence[PreparedEvent], now: datetime, together: bool = False
-) -> tuple[int, int]:
-    """Store then apply each new event; (accepted, duplicates). The caller owns the transaction.
-
-    An event the store or the database refuses raises EventRefused with its position in `events`. `together`
-    applies many events in fewer statements, with the same result; BatchUnsettled says to apply them one by one.
-    """
-    if together and len(events) > 1:
-        return await _apply_together(session, events, now)
-    accepted = duplicates = 0
-    for position, prepared in enumerate(events):
-        try:
-            if await store_raw_event(session, prepared.raw, now) is None:
-                duplicates += 1
-                continue
-            await apply_event(session, prepared.event, now)
-        except (GatewayError, DBAPIError) as error:
-            raise _refusal(position, error) from error
-        accepted += 1
-    return accepted, duplicates
-
-
-async def _apply_together(session: AsyncSession, events: Sequence[PreparedEvent], now: datetime) -> tuple[int, int]:
-    try:
-        new = await store_raw_events(session, [prepared.raw for prepared in events], now)
-    except DBAPIError as error:
-        if not _is_data_error(error):
-            raise
-        raise BatchUnsettled() from error
-    positions = [position for position, is_new in enumerate(new) if is_new]
-    try:
-        await apply_events(session, [events[position].event for position in positions], now)
-    except BatchEventError as failed:
-        raise _refusal(positions[failed.position], failed.error) from failed.error
-    return len(positions), len(events) - len(positions)
-
-
 async def _without_foreign_aliases(
     db: Database, principal: Principal, valid: list[tuple[int, PreparedEvent]], report: IngestReport
 ) -> list[tuple[int, PreparedEvent]]:
@@ -333,9 +271,14 @@ async def _without_foreign_aliases(
 
 
 async def ingest_documents(
-    db: Database, documents: Sequence[Any], now: datetime, principal: Principal = ANONYMOUS
+    db: Database,
+    documents: Sequence[Any],
+    now: datetime,
+    principal: Principal = ANONYMOUS,
+    writer: GroupWriter | None = None,
 ) -> IngestReport:
-    """Validate every document; store and apply the valid ones in one transaction.
+    """Validate every document; store and apply the valid ones in one transaction (with `writer`, one it shares
+    with other requests' events).
 
     Should the store refuse one of them, the transaction is rolled back and runs again without it.
     """
@@ -354,24 +297,15 @@ async def ingest_documents(
         valid.append((index, prepared))
     if valid and not principal.sees_everything:
         valid = await _without_foreign_aliases(db, principal, valid, report)
-    together = True
-    while valid:
-        events = [prepared for _, prepared in valid]
-
-        async def work(
-            session: AsyncSession, events: list[PreparedEvent] = events, together: bool = together
-        ) -> tuple[int, int]:
-            return await apply_prepared(session, events, now, together)
-
-        try:
-            report.accepted, report.duplicates = await run_transaction(db, work)
-        except EventRefused as refused:
-            index, _ = valid.pop(refused.position)
-            report.rejected.append(Rejection(index, refused.message))
-            continue
-        except BatchUnsettled:
-            together = False
-            continue
-        break
+    if valid:
+        events = [event for _, event in valid]
+        outcomes = await (writer.write(events) if writer is not None else write_events(db, events, now))
+        for (index, _), outcome in zip(valid, outcomes, strict=True):
+            if isinstance(outcome, str):
+                report.rejected.append(Rejection(index, outcome))
+            elif outcome is Written.ACCEPTED:
+                report.accepted += 1
+            else:
+                report.duplicates += 1
     report.rejected.sort(key=lambda rejection: rejection.index)
     return report
