@@ -110,7 +110,7 @@ async def read_health_status_by_asset_ids(session: AsyncSession, asset_ids: Sequ
     rows = await session.execute(
         select(AssetHealth.asset_id, AssetHealth.status).where(one_of(session, AssetHealth.asset_id, asset_ids))
     )
-    return dict(rows.tuples().all())
+    return {asset_id: status for asset_id, status in rows}  # noqa: C416 - a result is no mapping
 
 
 async def acknowledge_alert(session: AsyncSession, alert_id: int, who: str, now: datetime) -> Alert:

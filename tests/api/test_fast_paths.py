@@ -1,0 +1,190 @@
+"""The fast paths answer exactly what the general paths answer.
+
+- `schema/execution.py` reads plain leaf fields itself instead of going through graphql-core's completion: every
+  answer (data and errors) is compared with graphql-core's own execution of the same operation.
+- `Asset.status` comes with the page, the lineage or the neighbour list it is part of: it must be the status each
+  asset has on its own, read with one statement for the whole list.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+import strawberry
+from starlette.applications import Starlette
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from gateway.database import Database
+from gateway.demo import load_demo
+from gateway.settings import Settings
+from monitors.freshness import monitor_from_settings
+from schema import build_schema
+from schema.context import Context
+from schema.execution import GatewayExecutionContext
+from tests.helpers import count_statements, graphql_data
+
+DASHBOARD = "superset://bi.acme.internal/dashboard/revenue-overview"
+
+EVERYTHING = """
+query Everything($dashboard: String!) {
+  assets(first: 50) {
+    totalCount
+    edges { cursor node {
+      __typename key namespace name type displayName description owners tags metadata
+      createdAt updatedAt lastMaterializedAt lastStatus status deletedAt
+      schema { name type description }
+      aliases
+      again: key
+      ... on Asset { owners tags lastStatus }
+      ...Identity
+      lastExecution { runId state startedAt endedAt eventTime facets errorMessage durationSeconds
+                      job { namespace name type description metadata } }
+      upstream { key status lastStatus }
+      downstream(depth: 2) { key status }
+      executions(first: 5) { edges { node { role eventTime facets execution { runId state } } }
+                             pageInfo { hasNextPage endCursor } }
+      freshness { status reason deadline lastUpdated causeKey }
+    } }
+    pageInfo { hasNextPage endCursor }
+  }
+  lineage(key: $dashboard, direction: UPSTREAM, depth: 10, includeJobs: true) {
+    nodes { depth asset { key status type } }
+    edges { upstreamKey downstreamKey }
+    jobs { namespace name }
+    truncated
+  }
+  executions(first: 20) { edges { node { runId state job { name } inputs { asset { key status } }
+                                        outputs { asset { key } } } } }
+  namespaces { __typename }
+}
+fragment Identity on Asset { key namespace }
+"""
+
+
+async def _demo_swept(db: Database, settings: Settings, now: datetime) -> None:
+    async with db.transaction() as session:
+        await load_demo(session, now)
+    monitor = monitor_from_settings(db, settings)
+    try:
+        await monitor.run(now)
+    finally:
+        await monitor.aclose()
+
+
+async def test_plain_leaves_answer_as_graphql_core_does(db: Database, settings: Settings, now: datetime) -> None:
+    await _demo_swept(db, settings, now)
+    schema = build_schema(settings)
+    assert schema.execution_context_class is GatewayExecutionContext
+
+    async def answer(execution_context_class: type) -> tuple[Any, list[Any]]:
+        schema.execution_context_class = execution_context_class
+        # Without tokens the caller sees every namespace.
+        context = Context.create(db, settings)
+        result = await schema.execute(EVERYTHING, variable_values={"dashboard": DASHBOARD}, context_value=context)
+        return result.data, [error.formatted for error in result.errors or []]
+
+    fast, fast_errors = await answer(GatewayExecutionContext)
+    general, general_errors = await answer(StrawberryGraphQLCoreExecutionContext)
+
+    assert fast_errors == general_errors == []
+    assert fast == general
+    # The comparison means something: the answer holds every kind of leaf the fast path reads.
+    nodes = [edge["node"] for edge in fast["assets"]["edges"]]
+    assert len(nodes) == 12
+    statuses = {node["status"] for node in nodes}
+    assert "FAILED" in statuses
+    assert len(statuses) >= 3
+    assert any(node["owners"] for node in nodes)
+    assert any(node["tags"] for node in nodes)
+    assert any(node["lastStatus"] == "FAIL" for node in nodes)
+    assert any(node["description"] is None for node in nodes)
+
+
+# A schema whose values break the rules, to compare the errors of both paths.
+@strawberry.enum
+class Colour(enum.Enum):
+    RED = "red"
+
+
+@strawberry.type
+class Odd:
+    name: str
+    names: list[str]
+    colour: Colour
+    maybe: int | None
+    number: int
+
+
+def _odd(**values: Any) -> Odd:
+    fields = {"name": "x", "names": ["a"], "colour": Colour.RED, "maybe": None, "number": 1, **values}
+    odd = Odd.__new__(Odd)
+    odd.__dict__.update(fields)
+    return odd
+
+
+@strawberry.type
+class OddQuery:
+    @strawberry.field
+    def odds(self) -> list[Odd]:
+        return [
+            _odd(),
+            _odd(name=None),  # null where it may not be
+            _odd(names=["a", None, "c"]),  # a null item of a list of non-null strings
+            _odd(names="not a list"),
+            _odd(colour="purple"),  # not a member of the enum
+            _odd(number="twelve"),  # an Int that is no integer
+            _odd(number=2**40),  # an Int beyond 32 bits
+            _odd(maybe=7),
+        ]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ odds { name } }",
+        "{ odds { names } }",
+        "{ odds { colour } }",
+        "{ odds { number } }",
+        "{ odds { maybe name names colour number __typename } }",
+    ],
+)
+async def test_values_breaking_the_rules_fail_as_graphql_core_reports_them(query: str) -> None:
+    answers = []
+    for execution_context_class in (GatewayExecutionContext, StrawberryGraphQLCoreExecutionContext):
+        schema = strawberry.Schema(OddQuery, execution_context_class=execution_context_class)
+        result = await schema.execute(query)
+        answers.append((result.data, sorted((e.message, tuple(e.path or ())) for e in result.errors or [])))
+    assert answers[0] == answers[1]
+    assert answers[0][1], "each of these queries meets at least one broken value"
+
+
+async def test_status_read_with_the_list_is_each_assets_own(
+    client: httpx.AsyncClient, app: Starlette, db: Database, settings: Settings, now: datetime
+) -> None:
+    await _demo_swept(db, settings, now)
+    page = await graphql_data(client, "{ assets(first: 50) { edges { node { key status } } } }")
+    listed = {edge["node"]["key"]: edge["node"]["status"] for edge in page["assets"]["edges"]}
+    lineage = await graphql_data(
+        client,
+        """query($key: String!) {
+             lineage(key: $key, direction: UPSTREAM, depth: 10) { nodes { asset { key status } } } }""",
+        {"key": DASHBOARD},
+    )
+    assert len(listed) == 12
+    for key, status in listed.items():
+        alone = await graphql_data(client, "query($key: String!) { asset(key: $key) { status } }", {"key": key})
+        assert alone["asset"]["status"] == status, key
+    for node in lineage["lineage"]["nodes"]:
+        assert node["asset"]["status"] == listed[node["asset"]["key"]]
+
+    # One statement reads the verdicts of the whole page, and none when no status is asked for.
+    with count_statements(app.state.db) as counter:
+        await graphql_data(client, "{ assets(first: 50) { edges { node { key status } } } }")
+    assert sum("asset_health" in statement for statement in counter.statements) == 1
+    with count_statements(app.state.db) as counter:
+        await graphql_data(client, "{ assets(first: 50) { edges { node { key lastStatus } } } }")
+    assert not any("asset_health" in statement for statement in counter.statements)

@@ -1,0 +1,93 @@
+"""Concurrent POSTs are written together by the process's group writer (gateway/ingest/writer.py), and each
+request still gets the answer it would get alone: its own events accepted, duplicated or refused."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from starlette.applications import Starlette
+
+from gateway.database import Database
+from gateway.errors import InvalidInput
+from gateway.ingest import normalise
+from tests.helpers import count_statements
+from tests.ingest.support import APPLES, DBT_RUN, clear_database, fill_templates, load_documents, snapshot
+
+LINEAGE = "/api/v1/lineage"
+JSON = {"content-type": "application/json"}
+NDJSON = {"content-type": "application/x-ndjson"}
+
+
+def corpus_events() -> list[dict[str, Any]]:
+    """Real events: a dbt run on Postgres and Marquez's apples fixtures (templates filled)."""
+    return fill_templates(load_documents(DBT_RUN) + load_documents(APPLES))
+
+
+async def post_alone(client: httpx.AsyncClient, document: Any) -> httpx.Response:
+    return await client.post(LINEAGE, content=orjson.dumps(document), headers=JSON)
+
+
+async def test_concurrent_posts_share_transactions_and_each_gets_its_own_answer(
+    client: httpx.AsyncClient, app: Starlette, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = corpus_events()
+    assert len(events) >= 10
+    execution = normalise._execution
+
+    def refusing(event: Any, described: Any) -> Any:
+        if event.job.name == "refused_by_the_store":
+            raise InvalidInput("the store refuses this one")
+        return execution(event, described)
+
+    monkeypatch.setattr(normalise, "_execution", refusing)
+    refused = orjson.loads(orjson.dumps(next(e for e in events if "run" in e and "job" in e)))
+    refused["run"]["runId"] = "0190c2a0-0000-7000-8000-0000000000bb"
+    refused["job"]["name"] = "refused_by_the_store"
+    invalid = {"eventType": "COMPLETE", "producer": "x"}  # no eventTime, run or job
+
+    documents = [*events, events[0], refused, invalid]
+    with count_statements(app.state.db) as counter:
+        answers = await asyncio.gather(*(post_alone(client, document) for document in documents))
+
+    statuses = [answer.status_code for answer in answers]
+    assert statuses[: len(events)] == [201] * len(events)
+    bodies = [answer.json() for answer in answers[: len(events) + 1]]
+    # The event sent twice: one of the two requests stored it, the other found it stored.
+    assert statuses[len(events)] == 201
+    twice = [bodies[0], bodies[len(events)]]
+    assert sorted((body["accepted"], body["duplicates"]) for body in twice) == [(0, 1), (1, 0)]
+    assert all(body == {"accepted": 1, "duplicates": 0, "rejected": []} for body in bodies[1 : len(events)])
+    assert statuses[len(events) + 1 :] == [400, 400]
+    assert "the store refuses this one" in answers[len(events) + 1].json()["error"]
+
+    # Fewer transactions than requests: every transaction stores its group's raw events in one statement.
+    stores = [sql for sql in counter.statements if sql.lstrip().startswith("INSERT INTO lineage_events")]
+    assert 1 <= len(stores) < len(events)
+
+    # And the result is the one of the same events written one at a time, in order.
+    together = await snapshot(db)
+    await clear_database(db)
+    for document in events:
+        assert (await post_alone(client, document)).status_code == 201
+    assert await snapshot(db) == together
+
+
+async def test_a_batch_and_single_events_posted_at_once(client: httpx.AsyncClient, db: Database) -> None:
+    events = corpus_events()
+    batch, singles = events[: len(events) // 2], events[len(events) // 2 :]
+    body = b"\n".join(orjson.dumps(event) for event in batch)
+    answers = await asyncio.gather(
+        client.post(LINEAGE, content=body, headers=NDJSON), *(post_alone(client, event) for event in singles)
+    )
+    assert answers[0].status_code == 201
+    assert answers[0].json() == {"accepted": len(batch), "duplicates": 0, "rejected": []}
+    assert [answer.json()["accepted"] for answer in answers[1:]] == [1] * len(singles)
+    together = await snapshot(db)
+    await clear_database(db)
+    for document in events:
+        assert (await post_alone(client, document)).status_code == 201
+    assert await snapshot(db) == together
