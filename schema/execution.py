@@ -1,15 +1,16 @@
 """graphql-core's execution, with a shortcut for the fields that cost the most in big answers: plain leaves.
 
 A page of 100 assets with eight fields each is 800 fields, almost all of them an attribute read and a scalar's
-serialization. graphql-core builds a resolve-info object for each and walks its generic completion, several
-times what reading the attribute costs. For a field without resolver, arguments or extensions whose type is a
-scalar or an enum, this reads the attribute and serializes it directly. Anything else, and any value that is not
-plainly serializable (null where it may not be, a serializer raising), takes graphql-core's own path, which
-answers it and its errors exactly as before.
+serialization. graphql-core builds a resolve-info object for each and walks its generic completion, several times
+what reading the attribute costs. For a field without resolver, arguments or extensions whose type is a scalar, an
+enum or a list of them, this reads the attribute and serializes it directly; so too for a field whose resolver's
+answer is often at hand (see AT_HAND). Anything else, and any value that is not plainly serializable (null where
+it may not be, a serializer raising), takes graphql-core's own path, which answers it and its errors as before.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from graphql import GraphQLField, GraphQLLeafType, GraphQLList, GraphQLNonNull, GraphQLObjectType, is_leaf_type
@@ -19,16 +20,21 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.field import StrawberryField
 
 STRAWBERRY_FIELD = "strawberry-definition"
+# Field metadata: `strawberry.field(metadata={AT_HAND: read})`, where `read(source)` answers a leaf field that has a
+# resolver without running it when the answer is at hand (the resolver runs when `read` returns Undefined).
+AT_HAND = "gateway:at-hand"
 
 
 class _Leaf:
-    """How to answer one plain leaf field: read with Strawberry's own attribute resolver, then serialize."""
+    """How to answer one plain leaf field: read it (Strawberry's attribute resolver, or the field's read of what is
+    at hand), then serialize."""
 
     __slots__ = ("coerce", "is_list", "non_null", "resolve")
 
-    def __init__(self, field: GraphQLField, leaf_type: GraphQLLeafType, non_null: bool, is_list: bool) -> None:
-        assert field.resolve is not None
-        self.resolve = field.resolve
+    def __init__(
+        self, resolve: Callable[[Any, None], Any], leaf_type: GraphQLLeafType, non_null: bool, is_list: bool
+    ) -> None:
+        self.resolve = resolve
         self.coerce = leaf_type.coerce_output_value
         self.non_null = non_null
         self.is_list = is_list
@@ -37,6 +43,8 @@ class _Leaf:
         """The field's answer, or Undefined where graphql-core's path must answer (an error to report)."""
         # A basic field's resolver reads the attribute and never looks at its info.
         value = self.resolve(source, None)
+        if value is Undefined:
+            return Undefined
         if value is None:
             return Undefined if self.non_null else None
         if not self.is_list:
@@ -64,9 +72,15 @@ def _plain_leaf(field: GraphQLField) -> _Leaf | None:
 
 def _describe(field: GraphQLField) -> _Leaf | None:
     definition = (field.extensions or {}).get(STRAWBERRY_FIELD)
-    if not isinstance(definition, StrawberryField) or not definition.is_basic_field or field.args:
+    if not isinstance(definition, StrawberryField) or field.args:
         return None
-    if field.resolve is None or not getattr(field.resolve, "_is_default", False):
+    at_hand = definition.metadata.get(AT_HAND)
+    resolve: Callable[[Any, None], Any]
+    if at_hand is not None:
+        resolve = lambda source, _info: at_hand(source)  # noqa: E731
+    elif definition.is_basic_field and field.resolve is not None and getattr(field.resolve, "_is_default", False):
+        resolve = field.resolve
+    else:
         return None
     field_type, non_null = field.type, isinstance(field.type, GraphQLNonNull)
     if isinstance(field_type, GraphQLNonNull):
@@ -79,7 +93,7 @@ def _describe(field: GraphQLField) -> _Leaf | None:
         field_type = field_type.of_type.of_type
     if not is_leaf_type(field_type):
         return None
-    return _Leaf(field, field_type, non_null, is_list)
+    return _Leaf(resolve, field_type, non_null, is_list)
 
 
 def _has_middleware(context: StrawberryGraphQLCoreExecutionContext) -> bool:

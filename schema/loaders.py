@@ -7,16 +7,17 @@ With a grant on every namespace this costs nothing; otherwise at most one more s
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Hashable, Mapping
+from functools import partial
 from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
-from strawberry.dataloader import DataLoader
 
 from gateway import orm
 from gateway.auth import ANONYMOUS, NamespaceGrants, Principal
 from gateway.database import Database
 from gateway.store import alerts, assets, jobs, lineage, policies, runs
+from schema.batch_loader import BatchLoader, Waves
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -24,13 +25,12 @@ N = TypeVar("N", orm.Asset, orm.Job)
 Read = Callable[[AsyncSession, list[K]], Awaitable[Mapping[K, V]]]
 
 
-def _loader(db: Database, read: Read[K, V], default: Any = None) -> DataLoader[K, V]:
-    async def load(keys: Sequence[K]) -> list[V]:
+def _loader(waves: Waves, db: Database, read: Read[K, V], default: Any = None) -> BatchLoader[K, V]:
+    async def load(keys: list[K]) -> Mapping[K, V]:
         async with db.session() as session:
-            found = await read(session, list(keys))
-        return [found.get(key, default) for key in keys]
+            return await read(session, keys)
 
-    return DataLoader(load_fn=load)
+    return BatchLoader(load, default, waves)
 
 
 class Visibility:
@@ -130,48 +130,44 @@ class Loaders:
 
     def __init__(self, db: Database, principal: Principal = ANONYMOUS) -> None:
         self.principal = principal
+        # Every loader of the request reads in the same waves (schema/batch_loader.py).
+        loader = partial(_loader, Waves(), db)
         see = Visibility(principal)
         self.grants = see.grants
-        self.asset_by_id: DataLoader[int, orm.Asset | None] = _loader(db, see.namespaced(assets.read_assets_by_ids))
-        self.asset_by_key: DataLoader[str, orm.Asset | None] = _loader(db, see.namespaced(assets.read_assets_by_keys))
-        self.aliases_by_asset: DataLoader[int, list[str]] = _loader(db, assets.read_aliases_by_asset_ids, [])
-        self.job_by_id: DataLoader[int, orm.Job | None] = _loader(db, see.namespaced(jobs.read_jobs_by_ids))
-        self.job_by_name: DataLoader[tuple[str, str], orm.Job | None] = _loader(
-            db, see.namespaced(jobs.read_jobs_by_names)
-        )
+        self.asset_by_id: BatchLoader[int, orm.Asset | None] = loader(see.namespaced(assets.read_assets_by_ids))
+        self.asset_by_key: BatchLoader[str, orm.Asset | None] = loader(see.namespaced(assets.read_assets_by_keys))
+        self.aliases_by_asset: BatchLoader[int, list[str]] = loader(assets.read_aliases_by_asset_ids, [])
+        self.job_by_id: BatchLoader[int, orm.Job | None] = loader(see.namespaced(jobs.read_jobs_by_ids))
+        self.job_by_name: BatchLoader[tuple[str, str], orm.Job | None] = loader(see.namespaced(jobs.read_jobs_by_names))
         # A visible job's runs are visible: they are in its namespace.
-        self.latest_run_by_job: DataLoader[int, orm.Run | None] = _loader(db, jobs.read_latest_runs_by_job_ids)
-        self.run_by_id: DataLoader[int, orm.Run | None] = _loader(db, see.runs(runs.read_runs_by_ids))
-        self.run_by_run_id: DataLoader[str, orm.Run | None] = _loader(db, see.runs(runs.read_runs_by_run_ids))
-        self.run_assets_by_run: DataLoader[int, list[orm.RunAsset]] = _loader(
-            db, see.by_asset_id(runs.read_run_assets_by_run_ids, lambda row: row.asset_id), []
+        self.latest_run_by_job: BatchLoader[int, orm.Run | None] = loader(jobs.read_latest_runs_by_job_ids)
+        self.run_by_id: BatchLoader[int, orm.Run | None] = loader(see.runs(runs.read_runs_by_ids))
+        self.run_by_run_id: BatchLoader[str, orm.Run | None] = loader(see.runs(runs.read_runs_by_run_ids))
+        self.run_assets_by_run: BatchLoader[int, list[orm.RunAsset]] = loader(
+            see.by_asset_id(runs.read_run_assets_by_run_ids, lambda row: row.asset_id), []
         )
-        self.children_by_run: DataLoader[int, list[orm.Run]] = _loader(
-            db, see.run_lists(runs.read_children_by_run_ids), []
+        self.children_by_run: BatchLoader[int, list[orm.Run]] = loader(see.run_lists(runs.read_children_by_run_ids), [])
+        self.producer_jobs_by_asset: BatchLoader[int, list[int]] = loader(
+            see.job_id_lists(_job_ids_by_role("output")), []
         )
-        self.producer_jobs_by_asset: DataLoader[int, list[int]] = _loader(
-            db, see.job_id_lists(_job_ids_by_role("output")), []
+        self.consumer_jobs_by_asset: BatchLoader[int, list[int]] = loader(
+            see.job_id_lists(_job_ids_by_role("input")), []
         )
-        self.consumer_jobs_by_asset: DataLoader[int, list[int]] = _loader(
-            db, see.job_id_lists(_job_ids_by_role("input")), []
+        self.upstream_ids_by_asset: BatchLoader[int, list[int]] = loader(_neighbours(False, see.grants), [])
+        self.downstream_ids_by_asset: BatchLoader[int, list[int]] = loader(_neighbours(True, see.grants), [])
+        self.neighbourhood_ids: BatchLoader[Neighbourhood, list[int]] = loader(_neighbourhoods(see.grants), [])
+        self.health_by_asset: BatchLoader[int, orm.AssetHealth | None] = loader(alerts.read_health_by_asset_ids)
+        self.health_status_by_asset: BatchLoader[int, str | None] = loader(alerts.read_health_status_by_asset_ids)
+        self.open_alerts_by_asset: BatchLoader[int, list[orm.Alert]] = loader(alerts.read_open_alerts_by_asset_ids, [])
+        self.alert_by_id: BatchLoader[int, orm.Alert | None] = loader(see.alerts(alerts.read_alerts_by_ids))
+        self.deliveries_by_alert: BatchLoader[int, list[orm.AlertDelivery]] = loader(
+            alerts.read_deliveries_by_alert_ids, []
         )
-        self.upstream_ids_by_asset: DataLoader[int, list[int]] = _loader(db, _neighbours(False, see.grants), [])
-        self.downstream_ids_by_asset: DataLoader[int, list[int]] = _loader(db, _neighbours(True, see.grants), [])
-        self.neighbourhood_ids: DataLoader[Neighbourhood, list[int]] = _loader(db, _neighbourhoods(see.grants), [])
-        self.health_by_asset: DataLoader[int, orm.AssetHealth | None] = _loader(db, alerts.read_health_by_asset_ids)
-        self.health_status_by_asset: DataLoader[int, str | None] = _loader(db, alerts.read_health_status_by_asset_ids)
-        self.open_alerts_by_asset: DataLoader[int, list[orm.Alert]] = _loader(
-            db, alerts.read_open_alerts_by_asset_ids, []
-        )
-        self.alert_by_id: DataLoader[int, orm.Alert | None] = _loader(db, see.alerts(alerts.read_alerts_by_ids))
-        self.deliveries_by_alert: DataLoader[int, list[orm.AlertDelivery]] = _loader(
-            db, alerts.read_deliveries_by_alert_ids, []
-        )
-        self.policy_by_asset: DataLoader[int, orm.FreshnessPolicy | None] = _loader(db, self._governing_policies)
+        self.policy_by_asset: BatchLoader[int, orm.FreshnessPolicy | None] = loader(self._governing_policies)
         self._db = db
         self._policies: list[orm.FreshnessPolicy] | None = None
-        self.column_lineage_by_asset: DataLoader[int, list[orm.ColumnLineage]] = _loader(
-            db, see.by_asset_id(lineage.read_column_lineage_by_downstream_ids, lambda row: row.upstream_id), []
+        self.column_lineage_by_asset: BatchLoader[int, list[orm.ColumnLineage]] = loader(
+            see.by_asset_id(lineage.read_column_lineage_by_downstream_ids, lambda row: row.upstream_id), []
         )
 
     async def all_policies(self) -> list[orm.FreshnessPolicy]:
