@@ -41,6 +41,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, log_level: str
     from gateway.app import create_app
     from gateway.authenticator import Authenticator, InsecureStartup
     from gateway.logs import configure_logging
+    from gateway.memory import settle_garbage_collector
 
     settings = _settings(ctx, host=host, port=port, log_level=log_level, insecure=insecure)
     if settings.log_level.lower() not in LOG_LEVELS:
@@ -63,6 +64,7 @@ def serve(ctx: click.Context, host: str | None, port: int | None, log_level: str
         _with_database(settings, check_auth)
     except InsecureStartup as error:
         raise click.UsageError(str(error)) from error
+    settle_garbage_collector()
     uvicorn.run(
         app,
         host=settings.host,
