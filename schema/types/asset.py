@@ -46,9 +46,18 @@ class AssetExecution:
     role: Role
     event_time: datetime
     facets: JSON
+    # The run and its job, when the page read those of all its entries at once (see `Asset.executions`).
+    run: strawberry.Private[orm.Run | None] = None
+    job: strawberry.Private[orm.Job | None] = None
 
-    @strawberry.field
-    async def execution(self, info: Info) -> Execution:
+    @strawberry.field(graphql_type=Execution)
+    def execution(self, info: Info) -> Execution | Awaitable[Execution]:
+        # Synchronous when the page brought the run: an awaitable per entry costs graphql-core a task each.
+        if self.run is not None:
+            return Execution.from_row(self.run, self.job)
+        return self._load_execution(info)
+
+    async def _load_execution(self, info: Info) -> Execution:
         row = await info.context.loaders.run_by_id.load(self.run_pk)
         assert row is not None, "run_assets references runs by foreign key"
         return Execution.from_row(row)
@@ -154,10 +163,25 @@ class Asset:
                 after,
                 info.context.loaders.grants,
             )
+        by_pk: dict[int, orm.Run] = {}
+        jobs: dict[int, orm.Job] = {}
+        if page.items and selects(info, "execution"):
+            # One batch for the page (shared with every other list of the request), not a task per entry.
+            loaders = info.context.loaders
+            found = await loaders.run_by_id.load_many([row.run_id for row in page.items])
+            by_pk = {run.id: run for run in found if run is not None}
+            if selects(info, "job"):
+                found_jobs = await loaders.job_by_id.load_many(sorted({run.job_id for run in by_pk.values()}))
+                jobs = {job.id: job for job in found_jobs if job is not None}
         edges, page_info = connection_edges(
             page,
             lambda row: AssetExecution(
-                run_pk=row.run_id, role=Role(row.role), event_time=row.event_time, facets=as_json(row.facets)
+                run_pk=row.run_id,
+                role=Role(row.role),
+                event_time=row.event_time,
+                facets=as_json(row.facets),
+                run=(run := by_pk.get(row.run_id)),
+                job=jobs.get(run.job_id) if run is not None else None,
             ),
         )
         return Connection(edges=edges, page_info=page_info)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -50,9 +51,11 @@ class Execution:
     event_time: datetime = strawberry.field(description="Time of the latest event of this execution.")
     facets: JSON
     error_message: str | None
+    # The run's job, when whoever built this execution read it already (see `Asset.executions`).
+    job_row: strawberry.Private[orm.Job | None] = None
 
     @classmethod
-    def from_row(cls, row: orm.Run) -> Execution:
+    def from_row(cls, row: orm.Run, job: orm.Job | None = None) -> Execution:
         return cls(
             id=row.id,
             row=row,
@@ -63,6 +66,7 @@ class Execution:
             event_time=row.event_time,
             facets=as_json(row.facets),
             error_message=row.error_message,
+            job_row=job,
         )
 
     @classmethod
@@ -76,8 +80,14 @@ class Execution:
             return None
         return (self.ended_at - self.started_at).total_seconds()
 
-    @strawberry.field
-    async def job(self, info: Info) -> Job:
+    @strawberry.field(graphql_type=Job)
+    def job(self, info: Info) -> Job | Awaitable[Job]:
+        # Synchronous when the job came with the run: in a list, an awaitable per item costs a task each.
+        if self.job_row is not None:
+            return Job.from_row(self.job_row)
+        return self._load_job(info)
+
+    async def _load_job(self, info: Info) -> Job:
         row = await info.context.loaders.job_by_id.load(self.row.job_id)
         assert row is not None, "runs reference jobs by foreign key"
         return Job.from_row(row)

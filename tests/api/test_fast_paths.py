@@ -45,7 +45,7 @@ query Everything($dashboard: String!) {
                       job { namespace name type description metadata } }
       upstream { key status lastStatus }
       downstream(depth: 2) { key status }
-      executions(first: 5) { edges { node { role eventTime facets execution { runId state } } }
+      executions(first: 5) { edges { node { role eventTime facets execution { runId state job { name } } } }
                              pageInfo { hasNextPage endCursor } }
       freshness { status reason deadline lastUpdated causeKey }
     } }
