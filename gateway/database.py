@@ -93,10 +93,15 @@ def create_engine(settings: Settings, serving: bool = False, isolation_level: st
     # Statements are prepared once per connection: the ingestion path alone has a few hundred shapes (one per number
     # of rows of a multi-row insert), past the driver's default of 100.
     connect_args: dict[str, Any] = {"prepared_statement_cache_size": 1000}
+    # A prepared statement lives as long as its connection, and after five runs Postgres may keep one generic plan
+    # for it, made from the statistics of that moment. Planned while a new database was nearly empty, the insert of
+    # a run's edges took 20 s a statement once run_assets held 65k rows. Each run is planned for its own values.
+    server_settings = {"plan_cache_mode": "force_custom_plan"}
     if serving and settings.statement_timeout_seconds > 0:
         # Set at connect, so it holds for every statement on every pooled connection, and costs no round trip.
         timeout_ms = max(1, round(settings.statement_timeout_seconds * 1000))
-        connect_args["server_settings"] = {"statement_timeout": str(timeout_ms)}
+        server_settings["statement_timeout"] = str(timeout_ms)
+    connect_args["server_settings"] = server_settings
     return create_async_engine(
         url,
         echo=settings.database_echo,

@@ -21,6 +21,8 @@ import pytest
 from sqlalchemy import delete, select
 
 from gateway.database import Database
+from gateway.errors import InvalidInput
+from gateway.ingest import normalise
 from gateway.orm import Asset, AssetAlias, Base, ColumnLineage, Job, LineageEdge, LineageEvent, Run, RunAsset
 from tests.helpers import free_port
 
@@ -199,6 +201,23 @@ def describe_difference(expected: Snapshot, actual: Snapshot) -> str:
 
 def assert_same_state(expected: Snapshot, actual: Snapshot, context: str = "") -> None:
     assert actual == expected, f"{context}\n{describe_difference(expected, actual)}"
+
+
+STORE_REFUSES = "refused_by_the_store"
+
+
+def refuse_in_the_store(monkeypatch: pytest.MonkeyPatch, message: str = "the store refuses this one") -> None:
+    """Make the store refuse events of the job named STORE_REFUSES once they passed validation (a fault to inject:
+    nothing valid makes the store refuse)."""
+    execution = normalise._execution
+
+    # Events of a batch are applied one by one or together: both make each run's record here.
+    def refusing(event: Any, described: Any) -> Any:
+        if event.job.name == STORE_REFUSES:
+            raise InvalidInput(message)
+        return execution(event, described)
+
+    monkeypatch.setattr(normalise, "_execution", refusing)
 
 
 async def count_rows(db: Database, model: Any) -> int:

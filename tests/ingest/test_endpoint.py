@@ -17,17 +17,17 @@ from sqlalchemy import select
 
 from gateway.app import create_app
 from gateway.database import Database
-from gateway.errors import InvalidInput
-from gateway.ingest import normalise
 from gateway.orm import LineageEvent, Run
 from gateway.settings import Settings
 from tests.ingest.support import (
     APPLES,
     DBT_RUN,
+    STORE_REFUSES,
     count_rows,
     fill_templates,
     load_documents,
     raw_event_count,
+    refuse_in_the_store,
     snapshot,
 )
 
@@ -271,17 +271,9 @@ async def test_event_the_store_refuses_is_rejected_alone(
     client: httpx.AsyncClient, db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Should the store refuse an event that passed validation, the rest of the batch is still stored."""
-    execution = normalise._execution
-
-    # Events of a batch are applied one by one or together: both make each run's record here.
-    def refusing(event: Any, described: Any) -> Any:
-        if event.job.name == "refused_by_the_store":
-            raise InvalidInput("the store refuses this one")
-        return execution(event, described)
-
-    monkeypatch.setattr(normalise, "_execution", refusing)
+    refuse_in_the_store(monkeypatch)
     refused = run_event("0190c2a0-0000-7000-8000-0000000000bb")
-    refused["job"]["name"] = "refused_by_the_store"
+    refused["job"]["name"] = STORE_REFUSES
     batch = [
         run_event("0190c2a0-0000-7000-8000-000000000001"),
         refused,

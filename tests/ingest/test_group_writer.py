@@ -12,10 +12,17 @@ import pytest
 from starlette.applications import Starlette
 
 from gateway.database import Database
-from gateway.errors import InvalidInput
-from gateway.ingest import normalise
 from tests.helpers import count_statements
-from tests.ingest.support import APPLES, DBT_RUN, clear_database, fill_templates, load_documents, snapshot
+from tests.ingest.support import (
+    APPLES,
+    DBT_RUN,
+    STORE_REFUSES,
+    clear_database,
+    fill_templates,
+    load_documents,
+    refuse_in_the_store,
+    snapshot,
+)
 
 LINEAGE = "/api/v1/lineage"
 JSON = {"content-type": "application/json"}
@@ -36,17 +43,10 @@ async def test_concurrent_posts_share_transactions_and_each_gets_its_own_answer(
 ) -> None:
     events = corpus_events()
     assert len(events) >= 10
-    execution = normalise._execution
-
-    def refusing(event: Any, described: Any) -> Any:
-        if event.job.name == "refused_by_the_store":
-            raise InvalidInput("the store refuses this one")
-        return execution(event, described)
-
-    monkeypatch.setattr(normalise, "_execution", refusing)
+    refuse_in_the_store(monkeypatch)
     refused = orjson.loads(orjson.dumps(next(e for e in events if "run" in e and "job" in e)))
     refused["run"]["runId"] = "0190c2a0-0000-7000-8000-0000000000bb"
-    refused["job"]["name"] = "refused_by_the_store"
+    refused["job"]["name"] = STORE_REFUSES
     invalid = {"eventType": "COMPLETE", "producer": "x"}  # no eventTime, run or job
 
     documents = [*events, events[0], refused, invalid]
