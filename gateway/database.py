@@ -20,6 +20,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from gateway.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+PREPARED_STATEMENTS_PER_CONNECTION = 300
 # Deadlock and serialization failure: the transaction did nothing and may simply run again.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
 T = TypeVar("T")
@@ -90,9 +91,10 @@ def create_engine(settings: Settings, serving: bool = False, isolation_level: st
         event.listen(engine.sync_engine, "connect", _disable_pysqlite_begin)
         event.listen(engine.sync_engine, "begin", _begin)
         return engine
-    # Statements are prepared once per connection: the ingestion path alone has a few hundred shapes (one per number
-    # of rows of a multi-row insert), past the driver's default of 100.
-    connect_args: dict[str, Any] = {"prepared_statement_cache_size": 1000}
+    # Statements are prepared once per connection and kept: single-event ingestion alone has ~150 shapes (one per
+    # number of rows of a multi-row insert), past the driver's default of 100. Not many more: a batch's inserts of up
+    # to 1,000 rows are ~130 kB of text each, and the cache keeps whatever it holds for the connection's lifetime.
+    connect_args: dict[str, Any] = {"prepared_statement_cache_size": PREPARED_STATEMENTS_PER_CONNECTION}
     # A prepared statement lives as long as its connection, and after five runs Postgres may keep one generic plan
     # for it, made from the statistics of that moment. Planned while a new database was nearly empty, the insert of
     # a run's edges took 20 s a statement once run_assets held 65k rows. Each run is planned for its own values.
