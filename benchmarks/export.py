@@ -49,6 +49,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from benchmarks.report import write_section
 from gateway.database import Database
 from gateway.migrate import migrate
 from gateway.settings import Settings
@@ -573,17 +574,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def write_markdown(path: Path, section: str) -> None:
-    """Replace this script's own section if it is there, else append it; the rest of the file stays as it is."""
-    current = path.read_text(encoding="utf-8") if path.exists() else ""
-    if not current:
-        current = "# Benchmarks\n\nFigures, not tests: nothing here runs in the test suite.\n"
-    if MARK_BEGIN in current and MARK_END in current:
-        before, rest = current.split(MARK_BEGIN, 1)
-        _, after = rest.split(MARK_END, 1)
-        updated = before + section + after
-    else:
-        updated = current.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(updated, encoding="utf-8")
+    write_section(path, section, MARK_BEGIN, MARK_END)
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:

@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import json
 import sqlite3
-import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -38,6 +37,8 @@ from typing import Any, Protocol
 import asyncpg
 import orjson
 from sqlalchemy.engine import make_url
+
+from benchmarks.report import percentiles
 
 PAGE = 100
 DETAIL_EXECUTIONS = 20
@@ -329,16 +330,6 @@ async def lineage(driver: Driver, key: str, depth: int) -> int:
 # Timing ----------------------------------------------------------------------------------------------------------
 
 
-def _percentiles(latencies_ms: list[float]) -> dict[str, float]:
-    cuts = statistics.quantiles(latencies_ms, n=100, method="inclusive")
-    return {
-        "p50_ms": round(cuts[49], 3),
-        "p95_ms": round(cuts[94], 3),
-        "p99_ms": round(cuts[98], 3),
-        "mean_ms": round(statistics.fmean(latencies_ms), 3),
-    }
-
-
 async def _time(
     calls: Sequence[Callable[[], Awaitable[int]]], requests: int, warmup: int, max_seconds: float
 ) -> dict[str, Any]:
@@ -353,7 +344,7 @@ async def _time(
         began = time.perf_counter()
         rows = await calls[index % len(calls)]()
         latencies.append((time.perf_counter() - began) * 1000)
-    return {"requests": len(latencies), "rows": rows, **_percentiles(latencies)}
+    return {"requests": len(latencies), "rows": rows, **percentiles(latencies, digits=3)}
 
 
 async def connect(dialect: str, url: str) -> Driver:

@@ -61,7 +61,6 @@ import platform
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -80,6 +79,7 @@ import orjson
 from sqlalchemy.engine import make_url
 
 from benchmarks import floor
+from benchmarks.report import percentiles, write_section
 from benchmarks.workload import (
     SIZES,
     Asset,
@@ -543,19 +543,6 @@ def _package(frame: str) -> str:
 
 
 # Measuring --------------------------------------------------------------------------------------------------------
-
-
-def percentiles(latencies_ms: Sequence[float]) -> dict[str, float]:
-    if len(latencies_ms) < 2:
-        only = latencies_ms[0] if latencies_ms else float("nan")
-        return {"p50_ms": only, "p95_ms": only, "p99_ms": only, "mean_ms": only}
-    cuts = statistics.quantiles(latencies_ms, n=100, method="inclusive")
-    return {
-        "p50_ms": round(cuts[49], 2),
-        "p95_ms": round(cuts[94], 2),
-        "p99_ms": round(cuts[98], 2),
-        "mean_ms": round(statistics.fmean(latencies_ms), 2),
-    }
 
 
 class BenchmarkError(RuntimeError):
@@ -1436,17 +1423,7 @@ def markdown(all_results: dict[str, dict[str, Any]]) -> str:
 
 
 def write_markdown(path: Path, section: str) -> None:
-    """Replace this script's own section if it is there, else append it; the rest of the file stays as it is."""
-    current = path.read_text(encoding="utf-8") if path.exists() else ""
-    if not current:
-        current = "# Benchmarks\n\nFigures, not tests: nothing here runs in the test suite.\n"
-    if MARK_BEGIN in current and MARK_END in current:
-        before, rest = current.split(MARK_BEGIN, 1)
-        _, after = rest.split(MARK_END, 1)
-        updated = before + section + after
-    else:
-        updated = current.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(updated, encoding="utf-8")
+    write_section(path, section, MARK_BEGIN, MARK_END)
 
 
 def read_results(path: Path) -> dict[str, dict[str, Any]]:

@@ -96,13 +96,13 @@ def _describe(field: GraphQLField) -> _Leaf | None:
     return _Leaf(resolve, field_type, non_null, is_list)
 
 
-def _has_middleware(context: StrawberryGraphQLCoreExecutionContext) -> bool:
-    # Strawberry always passes a manager; only one holding middleware changes how fields resolve.
-    manager = context.middleware_manager
-    return manager is not None and bool(manager.middlewares)
-
-
 class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Strawberry always passes a manager; only one holding middleware changes how fields resolve.
+        manager = self.middleware_manager
+        self._plain = manager is None or not manager.middlewares
+
     def execute_field(
         self,
         parent_type: GraphQLObjectType,
@@ -113,7 +113,7 @@ class GatewayExecutionContext(StrawberryGraphQLCoreExecutionContext):
     ) -> Any | UndefinedType:
         node = field_details_list[0].node
         field = parent_type.fields.get(node.name.value)
-        if field is not None and not node.arguments and not _has_middleware(self):
+        if self._plain and field is not None and not node.arguments:
             leaf = _plain_leaf(field)
             if leaf is not None:
                 try:

@@ -76,10 +76,6 @@ def canonical_json(document: dict[str, Any]) -> bytes:
     return orjson.dumps(document, option=orjson.OPT_SORT_KEYS)
 
 
-def content_hash(document: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical_json(document)).hexdigest()
-
-
 def _find_nul(value: Any, path: str) -> str | None:
     if isinstance(value, str):
         return path if "\x00" in value else None

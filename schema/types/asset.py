@@ -215,9 +215,8 @@ class Asset:
     def status(self, info: Info) -> AssetStatus | Awaitable[AssetStatus]:
         # Synchronous when the health came with the asset: in a list, an awaitable per item costs graphql-core a
         # task each, several times what the field itself costs. (The execution reads it without this resolver.)
-        if self.health_known:
-            return AssetStatus(status_of(self.row, self.health_status))
-        return self._load_status(info)
+        at_hand = self.status_at_hand()
+        return at_hand if isinstance(at_hand, AssetStatus) else self._load_status(info)
 
     async def _load_status(self, info: Info) -> AssetStatus:
         health = await info.context.loaders.health_by_asset.load(self.id)
