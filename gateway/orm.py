@@ -61,6 +61,8 @@ class Run(Base):
     __table_args__ = (
         CheckConstraint(f"state IN {RUN_STATES!r}", name="state"),
         Index(None, "job_id", "event_time"),
+        # When an edge retires: the first COMPLETE run of its job after a time, found without reading the others.
+        Index(None, "job_id", "state", "state_time"),
         Index(None, "parent_id"),
         Index(None, "event_time"),
     )

@@ -34,7 +34,7 @@ from gateway.errors import InvalidInput
 from gateway.orm import RUN_STATES, TERMINAL_STATES, Asset, LineageEdge, Run, RunAsset
 from gateway.store.assets import ensure_assets
 from gateway.store.jobs import upsert_job
-from gateway.store.sql import cached, earlier, insert_for, later
+from gateway.store.sql import cached, earlier, in_list, insert_for, later
 
 MAX_DATASETS_PER_EVENT = 2_000
 ROWS_PER_STATEMENT = 1_000
@@ -436,17 +436,18 @@ def _build_retire(dialect: str, by_run: bool) -> Any:
     outputs of a job. Every other edge of the job kept its inputs since the job's last event, and its value."""
     later_complete = _later_complete()
     if by_run:
-        downstream: Any = select(_RUN_ASSETS.c.asset_id).where(
+        outputs = select(_RUN_ASSETS.c.asset_id).where(
             _RUN_ASSETS.c.run_id == bindparam("run_pk", type_=_RUNS.c.id.type), _RUN_ASSETS.c.role == "output"
         )
+        into_outputs = _EDGES.c.downstream_id.in_(outputs)
     else:
-        downstream = bindparam("downstream_ids", expanding=True, type_=_EDGES.c.downstream_id.type)
+        into_outputs = in_list(dialect, _EDGES.c.downstream_id, "downstream_ids")
     return (
         update(_EDGES)
         .where(
             _EDGES.c.job_id == bindparam("edge_job_id", type_=_EDGES.c.job_id.type),
             _EDGES.c.origin == "run",
-            _EDGES.c.downstream_id.in_(downstream),
+            into_outputs,
             _EDGES.c.retired_at.is_distinct_from(later_complete),
         )
         .values(retired_at=later_complete)
@@ -531,7 +532,9 @@ def _build_batch_output_assets(dialect: str) -> Any:
     return (
         update(_ASSETS)
         .where(
-            run.c.id.in_(bindparam("run_pks", expanding=True, type_=_RUNS.c.id.type)),
+            # The outputs' ids too: without them Postgres may read every asset to join them to the runs.
+            in_list(dialect, stored.id, "asset_ids"),
+            in_list(dialect, run.c.id, "run_pks"),
             output.c.run_id == run.c.id,
             output.c.role == "output",
             output.c.asset_id == stored.id,
@@ -550,7 +553,7 @@ def _build_batch_output_assets(dialect: str) -> Any:
 
 def _build_outputs_of(dialect: str) -> Any:
     return select(_RUN_ASSETS.c.run_id, _RUN_ASSETS.c.asset_id).where(
-        _RUN_ASSETS.c.run_id.in_(bindparam("run_pks", expanding=True, type_=_RUNS.c.id.type)),
+        in_list(dialect, _RUN_ASSETS.c.run_id, "run_pks"),
         _RUN_ASSETS.c.role == "output",
     )
 
@@ -694,7 +697,7 @@ def _build_batch_edges(dialect: str) -> Any:
             run.c.id,
         )
         .where(
-            run.c.id.in_(bindparam("run_pks", expanding=True, type_=_RUNS.c.id.type)),
+            in_list(dialect, run.c.id, "run_pks"),
             upstream.c.run_id == run.c.id,
             upstream.c.role == "input",
             downstream.c.run_id == run.c.id,
@@ -717,7 +720,7 @@ def _build_batch_retire(dialect: str) -> Any:
     scope = (
         exists()
         .where(
-            run.c.id.in_(bindparam("run_pks", expanding=True, type_=_RUNS.c.id.type)),
+            in_list(dialect, run.c.id, "run_pks"),
             output.c.run_id == run.c.id,
             output.c.role == "output",
             output.c.asset_id == _EDGES.c.downstream_id,
@@ -895,4 +898,5 @@ class ExecutionBatch:
             rounds[number].append(run.id)
         change = cached(session, "batch output assets", _build_batch_output_assets)
         for run_pks in rounds:
-            await session.execute(change, {"run_pks": run_pks, "now": now})
+            asset_ids = sorted({asset_id for run_pk in run_pks for asset_id in outputs[run_pk]})
+            await session.execute(change, {"run_pks": run_pks, "asset_ids": asset_ids, "now": now})

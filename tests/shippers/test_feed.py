@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import case, func, literal, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,6 +26,7 @@ from gateway.orm import Asset, Change, Job, LineageEdge, Run
 from gateway.settings import Settings
 from gateway.store import changes as feed
 from gateway.store.assets import ensure_assets
+from gateway.store.sql import insert_for
 from tests.ingest.support import APPLES, load_documents
 from tests.shippers import change_count, ingest, settled
 
@@ -257,6 +258,55 @@ async def test_triggers_write_one_change_per_real_write(db: Database, now: datet
     with pytest.raises(RuntimeError, match="roll back"):
         await write_then_fail()
     assert await change_count(db) == before + 1, "a rolled back write leaves no change"
+
+
+async def changed_assets_after(db: Database, change_id: int) -> list[int]:
+    async with db.session() as session:
+        found = await session.scalars(
+            select(Change.entity_id).where(Change.id > change_id, Change.entity == "asset").order_by(Change.id)
+        )
+    return list(found)
+
+
+async def test_one_statement_records_the_rows_it_changed_and_no_other(db: Database, now: datetime) -> None:
+    # Postgres records a statement's rows at once (a statement trigger reading its transition tables), SQLite
+    # row by row: both record exactly the rows a statement inserted or really changed.
+    async with db.transaction() as session:
+        ids = await ensure_assets(session, ["test://feed/a", "test://feed/b", "test://feed/c"], now)
+        start = await session.scalar(select(func.max(Change.id)))
+    assert start is not None
+    assert sorted(await changed_assets_after(db, start - 3)) == sorted(ids.values())
+
+    async with db.transaction() as session:
+        keep = case((Asset.key == "test://feed/c", Asset.description), else_=literal("rewritten"))
+        await session.execute(update(Asset).where(Asset.id.in_(list(ids.values()))).values(description=keep))
+        after_update = await session.scalar(select(func.max(Change.id)))
+    assert after_update is not None
+    assert await changed_assets_after(db, start) == sorted([ids["test://feed/a"], ids["test://feed/b"]])
+
+    # An upsert: one row inserted, one updated, one left as it was.
+    table = Asset.__table__
+    upsert = insert_for(db.dialect, table)
+    upsert = upsert.on_conflict_do_update(index_elements=["key"], set_={"description": upsert.excluded.description})
+    rows = [
+        {
+            "key": key,
+            "namespace": "test",
+            "name": key,
+            "description": description,
+            "owners": [],
+            "tags": [],
+            "metadata": {},
+            "fields": [],
+            "created_at": now,
+            "updated_at": now,
+        }
+        for key, description in [("test://feed/a", "rewritten"), ("test://feed/b", "again"), ("test://feed/d", "new")]
+    ]
+    async with db.transaction() as session:
+        await session.execute(upsert, rows)
+        new_id = await session.scalar(select(Asset.id).where(Asset.key == "test://feed/d"))
+    assert sorted(await changed_assets_after(db, after_update)) == sorted([ids["test://feed/b"], new_id])
 
 
 async def test_pages_of_the_feed_give_every_change_once_in_order(db: Database, now: datetime) -> None:
