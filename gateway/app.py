@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     authenticator = Authenticator(db, settings)
     monitor = monitor_from_settings(db, settings)
     shippers = runners_from_settings(db, settings)
-    metrics = GatewayMetrics(monitors=[monitor.name], shippers=shippers)
+    metrics = GatewayMetrics(monitors=[monitor.name], shippers=shippers, multiprocess_dir=settings.worker_metrics_dir)
     monitor.observers.append(metrics.monitor_finished)
     for runner in shippers.values():
         runner.observers.append(metrics.shipper_finished)

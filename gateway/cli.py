@@ -6,6 +6,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -33,8 +34,18 @@ def main(ctx: click.Context, config: Path | None, database_url: str | None) -> N
 @click.option("--port", type=int, default=None, help="Port to bind (default 4000).")
 @click.option("--log-level", default=None, type=click.Choice(LOG_LEVELS))
 @click.option("--insecure", is_flag=True, default=None, help="Allow serving a non-loopback address without tokens.")
+@click.option(
+    "--workers", type=click.IntRange(1, 64), default=None, help="Processes serving the address (Postgres; default 1)."
+)
 @click.pass_context
-def serve(ctx: click.Context, host: str | None, port: int | None, log_level: str | None, insecure: bool | None) -> None:
+def serve(
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    log_level: str | None,
+    insecure: bool | None,
+    workers: int | None,
+) -> None:
     """Serve GraphQL at /graphql (migrating the embedded SQLite database first)."""
     import uvicorn
 
@@ -42,10 +53,15 @@ def serve(ctx: click.Context, host: str | None, port: int | None, log_level: str
     from gateway.authenticator import Authenticator, InsecureStartup
     from gateway.logs import configure_logging
     from gateway.memory import settle_garbage_collector
+    from gateway.workers import APP_FACTORY, WorkersNeedPostgres, check_workers, shared_with_workers
 
-    settings = _settings(ctx, host=host, port=port, log_level=log_level, insecure=insecure)
+    settings = _settings(ctx, host=host, port=port, log_level=log_level, insecure=insecure, workers=workers)
     if settings.log_level.lower() not in LOG_LEVELS:
         raise click.UsageError(f"invalid settings: log_level must be one of {', '.join(LOG_LEVELS)}")
+    try:
+        check_workers(settings)
+    except WorkersNeedPostgres as error:
+        raise click.UsageError(str(error)) from error
     configure_logging(settings.log_level, settings.log_format)
     try:
         app = create_app(settings)
@@ -64,21 +80,27 @@ def serve(ctx: click.Context, host: str | None, port: int | None, log_level: str
         _with_database(settings, check_auth)
     except InsecureStartup as error:
         raise click.UsageError(str(error)) from error
-    settle_garbage_collector()
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
+    server: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level.lower(),
         # Our handler formats uvicorn's records too (text or JSON), and gateway.access logs each request once,
         # with its request id: uvicorn's own logging config and access log would duplicate it in another form.
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": False,
+        "server_header": False,
         # A websocket client that stopped reading keeps its connection from closing: stop anyway after this.
-        timeout_graceful_shutdown=settings.shutdown_timeout_seconds,
-    )
+        "timeout_graceful_shutdown": settings.shutdown_timeout_seconds,
+    }
+    if settings.workers > 1:
+        # The app built above only checked the settings: each worker builds its own (gateway/workers.py).
+        del app
+        with shared_with_workers(settings):
+            uvicorn.run(APP_FACTORY, factory=True, workers=settings.workers, **server)
+        return
+    settle_garbage_collector()
+    uvicorn.run(app, **server)
 
 
 @main.command("migrate")

@@ -2,6 +2,11 @@
 
 Each app owns its CollectorRegistry: create_app may run many times in one process (tests, several apps behind one
 server), and prometheus-client's global default registry refuses a second metric of the same name.
+
+Under `serve --workers` each worker counts into prometheus-client's multiprocess files (the variable
+PROMETHEUS_MULTIPROC_DIR, set by the parent before the workers start) and /metrics, whichever worker answers it,
+sums them: counters and histograms over the workers, last-success times their maximum. Process figures (memory,
+CPU) are then left out: they would describe only the worker that answered.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Protocol
 
 from prometheus_client import (
@@ -20,6 +26,7 @@ from prometheus_client import (
     PlatformCollector,
     ProcessCollector,
     generate_latest,
+    multiprocess,
 )
 from starlette.requests import Request
 from starlette.responses import Response
@@ -65,11 +72,15 @@ class ShipperResult(Protocol):
 
 
 class GatewayMetrics:
-    def __init__(self, monitors: Iterable[str] = (), shippers: Iterable[str] = ()) -> None:
+    def __init__(
+        self, monitors: Iterable[str] = (), shippers: Iterable[str] = (), multiprocess_dir: Path | None = None
+    ) -> None:
         self.registry = CollectorRegistry()
+        self.multiprocess_dir = multiprocess_dir
         registry = self.registry
-        ProcessCollector(registry=registry)
-        PlatformCollector(registry=registry)
+        if multiprocess_dir is None:
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
         self.http_requests = Counter(
             "gateway_http_requests",
             "HTTP requests answered, by route template, method and status code.",
@@ -120,6 +131,7 @@ class GatewayMetrics:
             "Unix time at which the monitor last finished a run without error (0: not since start).",
             ["monitor"],
             registry=registry,
+            multiprocess_mode="max",
         )
         self.shipper_shipped = Counter(
             "gateway_shipper_shipped_changes",
@@ -141,6 +153,7 @@ class GatewayMetrics:
             "Unix time at which the shipper last finished a run without error (0: not since start).",
             ["shipper"],
             registry=registry,
+            multiprocess_mode="max",
         )
         self._operation_names: set[str] = set()
         # Series exist from the start, so that rate() and absent() work before the first event or run.
@@ -208,7 +221,11 @@ class GatewayMetrics:
             self.shipper_last_success.labels(name).set(time.time())
 
     def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+        if self.multiprocess_dir is None:
+            return generate_latest(self.registry)
+        workers = CollectorRegistry()
+        multiprocess.MultiProcessCollector(workers, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
+        return generate_latest(workers)
 
 
 async def metrics_endpoint(request: Request) -> Response:

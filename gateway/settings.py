@@ -17,6 +17,8 @@ from pydantic_settings import (
 )
 
 CONFIG_FILE_VARIABLE = "GATEWAY_CONFIG"
+# Where `serve --workers` leaves the settings it resolved, for its worker processes (gateway/workers.py).
+WORKER_SETTINGS_VARIABLE = "ASSET_GATEWAY_WORKER_SETTINGS"
 
 
 def _default_data_dir() -> Path:
@@ -38,6 +40,10 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=4000, ge=0, le=65535)
+    # `serve` processes on the one address (Postgres only): each a whole gateway, as replicas would be.
+    workers: int = Field(default=1, ge=1, le=64)
+    # Set by `serve --workers` for its workers: where prometheus-client keeps the figures they share.
+    worker_metrics_dir: Path | None = None
     log_level: str = "info"
     # "json": one JSON object per line, for log shippers (the container image sets it).
     log_format: Literal["text", "json"] = "text"
@@ -146,3 +152,9 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     )
     settings: Settings = with_file(**values)
     return settings
+
+
+def worker_settings() -> Settings:
+    """In a worker process of `serve --workers`: the settings its parent resolved (its config file, environment
+    and command line), read once there so that every worker runs with the same."""
+    return Settings.model_validate_json(Path(os.environ[WORKER_SETTINGS_VARIABLE]).read_text())

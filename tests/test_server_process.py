@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,12 +40,14 @@ def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 
 
 @contextmanager
-def serving(env: dict[str, str], log: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+def serving(
+    env: dict[str, str], log: Path, *args: str, serve_args: Sequence[str] = ()
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Starts `asset-gateway serve` on a free port, waits until /healthz answers, stops it with SIGTERM."""
     port = free_port()
     with log.open("wb") as output:
         process = subprocess.Popen(
-            [str(CLI), *args, "serve", "--port", str(port)],
+            [str(CLI), *args, "serve", "--port", str(port), *serve_args],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,

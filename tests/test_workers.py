@@ -1,0 +1,141 @@
+"""`asset-gateway serve --workers N`: several real processes on one address and one Postgres."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import free_port
+from tests.ingest.support import APPLES, load_documents
+from tests.test_server_process import CATALOG, CLI, assert_stopped_gracefully, gateway_env, post, run_cli, serving
+
+REQUESTS = 400
+
+
+def children(parent: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+def serving_workers(pid: int) -> list[int]:
+    """The worker processes of a `serve --workers` parent (uvicorn spawns fresh interpreters)."""
+    return [child for child in children(pid) if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()]
+
+
+def metrics_directory(worker: int) -> Path:
+    environment = Path(f"/proc/{worker}/environ").read_bytes().split(b"\0")
+    value = next(item for item in environment if item.startswith(b"PROMETHEUS_MULTIPROC_DIR="))
+    return Path(value.split(b"=", 1)[1].decode())
+
+
+def graphql_requests_counted(base: str) -> float:
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    pattern = re.compile(r"^gateway_http_requests_total\{([^}]*)\} (\S+)$", re.MULTILINE)
+    return sum(
+        float(value)
+        for labels, value in pattern.findall(text)
+        if 'route="/graphql"' in labels and 'method="POST"' in labels and 'status="200"' in labels
+    )
+
+
+def test_two_workers_share_the_address_the_work_and_the_figures(tmp_path: Path, clean_postgres: str) -> None:
+    env = gateway_env(GATEWAY_DATABASE_URL=clean_postgres, GATEWAY_DATA_DIR=str(tmp_path / "unused"))
+    run_cli(env, "migrate")
+    run_cli(env, "demo")
+    log = tmp_path / "server.log"
+    with serving(env, log, serve_args=("--workers", "2")) as (base, process):
+        deadline = time.monotonic() + 20
+        while len(workers := serving_workers(process.pid)) < 2:
+            assert time.monotonic() < deadline, f"two workers did not start:\n{log.read_text()}"
+            time.sleep(0.1)
+        assert len(workers) == 2
+        directory = metrics_directory(workers[0])
+        assert directory.is_dir()
+        # Each worker is ready once it answers; wait until neither is still starting.
+        for _ in range(20):
+            assert post(base, CATALOG)["assets"]["totalCount"] == 12
+        before = {worker: cpu_ticks(worker) for worker in workers}
+        counted_before = graphql_requests_counted(base)
+
+        def query(_: int) -> int:
+            # A new connection per request: the kernel hands each to whichever worker accepts it first.
+            with httpx.Client(base_url=base, timeout=30) as client:
+                response = client.post("/graphql", json={"query": CATALOG})
+                assert response.status_code == 200, response.text
+                return int(response.json()["data"]["assets"]["totalCount"])
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            assert set(pool.map(query, range(REQUESTS))) == {12}
+        used = {worker: cpu_ticks(worker) - before[worker] for worker in workers}
+        assert all(ticks > 0.1 * sum(used.values()) for ticks in used.values()), f"one worker did the work: {used}"
+        # /metrics sums the workers' figures, whichever of them answers the scrape.
+        assert graphql_requests_counted(base) - counted_before == REQUESTS
+
+        # A write through one worker is read through any.
+        response = httpx.post(f"{base}/api/v1/lineage", json=load_documents(APPLES)[0], timeout=30)
+        assert response.status_code == 201, response.text
+        for _ in range(10):
+            assert post(base, CATALOG)["assets"]["totalCount"] > 12
+
+        # A worker that dies is replaced; the other answers meanwhile.
+        os.kill(workers[0], signal.SIGKILL)
+        assert post(base, CATALOG)["assets"]["totalCount"] > 12
+        deadline = time.monotonic() + 30
+        while len(replaced := serving_workers(process.pid)) < 2 or workers[0] in replaced:
+            assert time.monotonic() < deadline, f"the killed worker was not replaced:\n{log.read_text()}"
+            time.sleep(0.2)
+        workers = replaced
+        for _ in range(20):
+            assert post(base, CATALOG)["assets"]["totalCount"] > 12
+    assert_stopped_gracefully(process, log)
+    assert not any(Path(f"/proc/{worker}").exists() for worker in workers), "a worker outlived the server"
+    assert not directory.exists(), "the workers' shared directory was left behind"
+    assert "Traceback" not in log.read_text()
+
+
+def test_workers_need_postgres(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    env = gateway_env(GATEWAY_DATA_DIR=str(data_dir))
+    result = subprocess.run(
+        [str(CLI), "serve", "--port", str(free_port()), "--workers", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--workers 2 needs Postgres: SQLite serves one process" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (data_dir / "gateway.db").exists(), "nothing is written before the refusal"
+
+
+@pytest.mark.parametrize("workers", ["0", "65", "two"])
+def test_workers_out_of_range_are_refused(tmp_path: Path, workers: str) -> None:
+    env = gateway_env(GATEWAY_DATA_DIR=str(tmp_path / "data"))
+    result = subprocess.run(
+        [str(CLI), "serve", "--workers", workers], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 2
+    assert "Invalid value for '--workers'" in result.stderr
