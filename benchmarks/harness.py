@@ -27,6 +27,8 @@ One run:
      the two ingest figures. The single POSTs stop after `--single-seconds`, the rest going in batches; with
    `--max-load-seconds` each batched phase stops too, and the run reports only the load rates and how long the
    whole load would take (a first look at size M, whose full load is long).
+   On a Postgres server without autovacuum (a CI machine's may turn it off), the harness does its work during
+   the load (VACUUM or ANALYZE of each table past autovacuum's default thresholds, every 15 s).
    Then one freshness sweep (the runMonitor mutation) so that assets have a health row, and on Postgres
    VACUUM ANALYZE and a CHECKPOINT (what autovacuum and the checkpointer would have done by then).
 4. Measures GraphQL over HTTP (aiohttp, one client process; warm-up requests first): the catalog's first page of 100
@@ -369,6 +371,21 @@ def read_rss_kb(pid: int, field_name: str = "VmRSS") -> int | None:
     return None
 
 
+def process_tree(root: int) -> list[int]:
+    """`root` and its descendants (the workers of `serve --workers`)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    tree, frontier = [root], [root]
+    while frontier:
+        frontier = [pid for pid, parent in parents.items() if parent in frontier]
+        tree.extend(frontier)
+    return tree
+
+
 def read_cpu_seconds(pid: int) -> float | None:
     """User + system CPU time of the process so far."""
     try:
@@ -380,7 +397,8 @@ def read_cpu_seconds(pid: int) -> float | None:
 
 @dataclass
 class RssSampler:
-    """The gateway's VmRSS every `interval` seconds (the maximum per phase) and its CPU time per phase."""
+    """The gateway's VmRSS every `interval` seconds (the maximum per phase) and its CPU time per phase, summed over
+    its processes (one, or a `serve --workers` parent and its workers)."""
 
     pid: int
     interval: float = 0.1
@@ -393,7 +411,7 @@ class RssSampler:
 
     def enter(self, phase: str) -> None:
         """Close the current phase's CPU account and start `phase`."""
-        now, cpu = time.perf_counter(), read_cpu_seconds(self.pid) or 0.0
+        now, cpu = time.perf_counter(), sum(read_cpu_seconds(pid) or 0.0 for pid in process_tree(self.pid))
         began, cpu_began = self._phase_started
         if began:
             account = self.cpu.setdefault(self.phase, {"wall_s": 0.0, "cpu_s": 0.0})
@@ -403,11 +421,14 @@ class RssSampler:
         self._phase_started = (now, cpu)
 
     async def _run(self) -> None:
+        tree = [self.pid]
         while True:
-            rss = read_rss_kb(self.pid)
-            if rss is not None:
+            if self.samples % 20 == 0:  # workers may be replaced; /proc is read every 2 s, not every sample
+                tree = process_tree(self.pid)
+            sizes = [rss for pid in tree if (rss := read_rss_kb(pid)) is not None]
+            if sizes:
                 self.samples += 1
-                self.peaks_kb[self.phase] = max(self.peaks_kb.get(self.phase, 0), rss)
+                self.peaks_kb[self.phase] = max(self.peaks_kb.get(self.phase, 0), sum(sizes))
             await asyncio.sleep(self.interval)
 
     def start(self) -> None:
@@ -818,6 +839,72 @@ async def settle_postgres(url: str) -> float:
     return time.perf_counter() - started
 
 
+# Statistics of a CI-tuned server's tables: what the planner needs during a long load, done by the harness when
+# the server runs without autovacuum (PG 15's default thresholds).
+AUTOANALYZE = (50, 0.1)  # changed rows since the last ANALYZE: base + fraction of the table
+AUTOVACUUM = (50, 0.2)  # dead rows
+AUTOVACUUM_INSERTS = (1000, 0.2)  # rows inserted since the last VACUUM
+TABLES_DUE = """
+SELECT s.relname,
+       s.n_mod_since_analyze > $1 + $2 * greatest(c.reltuples, 0) AS analyze,
+       s.n_dead_tup > $3 + $4 * greatest(c.reltuples, 0)
+           OR s.n_ins_since_vacuum > $5 + $6 * greatest(c.reltuples, 0) AS vacuum
+FROM pg_stat_user_tables AS s JOIN pg_class AS c ON c.oid = s.relid
+"""
+
+
+@dataclass
+class AutovacuumStandIn:
+    """Autovacuum's work while the workload loads, for a server that runs without it (a CI machine's Postgres may
+    turn it off): every `interval` seconds, VACUUM or ANALYZE each table past autovacuum's default thresholds.
+    Without it the planner never learns how the tables grew, and a long load measures plans made for empty
+    tables. On a server with autovacuum on it does nothing."""
+
+    url: str
+    interval: float = 15.0
+    enabled: bool = False
+    analyzed: int = 0
+    vacuumed: int = 0
+    _task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        connection = await asyncpg.connect(asyncpg_dsn(self.url))
+        try:
+            self.enabled = await connection.fetchval("SHOW autovacuum") == "off"
+        finally:
+            await connection.close()
+        if self.enabled:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        connection = await asyncpg.connect(asyncpg_dsn(self.url))
+        try:
+            while True:
+                await asyncio.sleep(self.interval)
+                due = await connection.fetch(TABLES_DUE, *AUTOANALYZE, *AUTOVACUUM, *AUTOVACUUM_INSERTS)
+                for table, analyze, vacuum in due:
+                    if vacuum:
+                        await connection.execute(f'VACUUM (ANALYZE) "{table}"')
+                        self.vacuumed += 1
+                        self.analyzed += 1
+                    elif analyze:
+                        await connection.execute(f'ANALYZE "{table}"')
+                        self.analyzed += 1
+        finally:
+            await connection.close()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def as_json(self) -> dict[str, Any]:
+        if not self.enabled:
+            return {"autovacuum": "on"}
+        return {"autovacuum": "off, stood in by the harness", "analyzed": self.analyzed, "vacuumed": self.vacuumed}
+
+
 # One run ----------------------------------------------------------------------------------------------------------
 
 
@@ -896,13 +983,15 @@ class Plan:
     keep: bool
     floor: bool
     echo_sql: bool
+    workers: int = 1
 
 
-def settings_yaml(database_url: str, port: int, data_dir: Path) -> str:
+def settings_yaml(database_url: str, port: int, data_dir: Path, workers: int = 1) -> str:
     settings = {
         "database_url": database_url,
         "host": "127.0.0.1",
         "port": port,
+        "workers": workers,
         "log_level": "warning",
         "scheduler_enabled": False,
         "data_dir": str(data_dir),
@@ -932,7 +1021,7 @@ async def run(plan: Plan) -> dict[str, Any]:
 
     port = free_port()
     config = work / "settings.yaml"
-    config.write_text(settings_yaml(database_url, port, work), encoding="utf-8")
+    config.write_text(settings_yaml(database_url, port, work, plan.workers), encoding="utf-8")
     log = RESULTS / f"gateway-{tag}.log"
     log.write_bytes(b"")
     gateway = Gateway(config, port, log, {"GATEWAY_DATABASE_ECHO": "true"} if plan.echo_sql else {})
@@ -952,6 +1041,7 @@ async def run(plan: Plan) -> dict[str, Any]:
         "tree": source_tree(),
         "workload": {"file": plan.workload.name, **summary.as_json()},
         "settings": {
+            "workers": plan.workers,
             "concurrency": plan.concurrency,
             "batch_size": plan.batch_size,
             "batch_concurrency": plan.batch_concurrency,
@@ -968,7 +1058,15 @@ async def run(plan: Plan) -> dict[str, Any]:
     headers = {"authorization": f"Bearer {token}"}
     try:
         async with HttpClient(gateway.url, headers, connections) as client:
-            results["load"] = await load(client, plan, summary, single_events, sampler, profiler, tag)
+            maintenance = AutovacuumStandIn(database_url)
+            if plan.dialect == "postgresql":
+                await maintenance.start()
+            try:
+                results["load"] = await load(client, plan, summary, single_events, sampler, profiler, tag)
+            finally:
+                await maintenance.stop()
+            if plan.dialect == "postgresql":
+                results["load"]["maintenance"] = maintenance.as_json()
             if "partial" in results["load"]:
                 results["database"] = await database_facts(plan.dialect, database_url, sqlite_path)
                 sampler.enter("idle")
@@ -1292,6 +1390,15 @@ def _tree(tree: dict[str, Any] | None) -> str:
     )
 
 
+def _maintenance_note(maintenance: dict[str, Any] | None) -> str:
+    if not maintenance or maintenance.get("autovacuum") == "on":
+        return ""
+    return (
+        f" The server runs without autovacuum: during the load the harness ran its thresholds itself"
+        f" ({maintenance['analyzed']} ANALYZE, {maintenance['vacuumed']} of them with VACUUM)."
+    )
+
+
 def markdown(all_results: dict[str, dict[str, Any]]) -> str:
     lines = [
         MARK_BEGIN,
@@ -1382,7 +1489,8 @@ def markdown(all_results: dict[str, dict[str, Any]]) -> str:
                     f"; VACUUM ANALYZE and CHECKPOINT {load.get('vacuum_analyze_checkpoint_s')} s."
                     if "vacuum_analyze_checkpoint_s" in load
                     else ("." if "sweep" in load else "")
-                ),
+                )
+                + _maintenance_note(load.get("maintenance")),
             ]
         partial = load.get("partial")
         if partial:
@@ -1532,6 +1640,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--profile-native", action="store_true", help="with native frames (C, Cython); pauses the gateway per sample"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="serve --workers N (Postgres); RSS and CPU are then the sums over the processes; file it under --label",
+    )
     parser.add_argument("--no-floor", action="store_true", help="skip the raw SQL floor")
     parser.add_argument("--echo-sql", action="store_true", help="run the gateway with database_echo (SQL in its log)")
     parser.add_argument(
@@ -1550,6 +1664,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown_only:
         write_markdown(args.markdown, markdown(read_results(args.output)))
         return 0
+    if args.workers > 1 and (args.dialect != "postgresql" or args.profile or not args.label):
+        raise SystemExit("--workers needs --dialect postgresql and a --label, and cannot be profiled")
     workload = args.workload or default_workload_file(RESULTS / "workloads", args.size)
     header = read_header(workload)
     # A file of other dimensions than the size's is filed as "custom", never in the place of a size's figures.
@@ -1575,6 +1691,7 @@ def main(argv: list[str] | None = None) -> int:
         keep=args.keep,
         floor=not args.no_floor,
         echo_sql=args.echo_sql,
+        workers=args.workers,
     )
     results = asyncio.run(run(plan))
     stored = read_results(args.output)
