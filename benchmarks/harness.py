@@ -361,6 +361,14 @@ class Gateway:
             await self.process.wait()
 
 
+async def cancel(task: asyncio.Task[None] | None) -> None:
+    """Stop a background task of the harness and wait until it has."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def read_rss_kb(pid: int, field_name: str = "VmRSS") -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -436,10 +444,7 @@ class RssSampler:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     def as_json(self) -> dict[str, Any]:
         phases = {phase: round(kb / 1024, 1) for phase, kb in self.peaks_kb.items()}
@@ -894,10 +899,7 @@ class AutovacuumStandIn:
             await connection.close()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     def as_json(self) -> dict[str, Any]:
         if not self.enabled:

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     and_,
     bindparam,
@@ -28,6 +29,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.errors import InvalidInput
@@ -502,9 +504,30 @@ def _build_output_assets(dialect: str, outcome: str) -> Any:
 
 
 def _build_batch_output_assets(dialect: str) -> Any:
-    """`_build_output_assets` for many runs at once, each in its own state (no asset is an output of two)."""
-    run, output, holder = _RUNS.alias("settled"), _RUN_ASSETS.alias("settled_output"), _RUNS.alias("holder")
+    """`_build_output_assets` for many runs at once, each in its own state (no asset is an output of two). The
+    parameters `run_pks` and `asset_ids` are parallel lists: each run with each of its outputs."""
+    run, holder = _RUNS.alias("settled"), _RUNS.alias("holder")
     stored = _ASSETS.c
+    if dialect == "postgresql":
+        # The pairs are known: read from two arrays, the plan needs no statistics of run_assets (a table just
+        # loaded may have none, and Postgres then chose to read all of it).
+        pair = (
+            func.unnest(
+                bindparam("run_pks", type_=postgresql.ARRAY(BigInteger())),
+                bindparam("asset_ids", type_=postgresql.ARRAY(BigInteger())),
+            )
+            .table_valued("run_pk", "asset_id")
+            .render_derived(name="pair")
+        )
+        outputs = [run.c.id == pair.c.run_pk, stored.id == pair.c.asset_id]
+    else:
+        output = _RUN_ASSETS.alias("settled_output")
+        outputs = [
+            in_list(dialect, run.c.id, "run_pks"),
+            output.c.run_id == run.c.id,
+            output.c.role == "output",
+            output.c.asset_id == stored.id,
+        ]
     older = select(holder.c.id).where(
         holder.c.id == stored.last_run_id,
         tuple_(holder.c.event_time, holder.c.run_id) < tuple_(run.c.event_time, run.c.run_id),
@@ -531,15 +554,7 @@ def _build_batch_output_assets(dialect: str) -> Any:
     )
     return (
         update(_ASSETS)
-        .where(
-            # The outputs' ids too: without them Postgres may read every asset to join them to the runs.
-            in_list(dialect, stored.id, "asset_ids"),
-            in_list(dialect, run.c.id, "run_pks"),
-            output.c.run_id == run.c.id,
-            output.c.role == "output",
-            output.c.asset_id == stored.id,
-            or_(takes_status, materializes, recomputes),
-        )
+        .where(*outputs, or_(takes_status, materializes, recomputes))
         .values(
             last_run_id=case((takes_status, run.c.id), else_=stored.last_run_id),
             last_status=case((takes_status, run.c.state), else_=stored.last_status),
@@ -898,5 +913,8 @@ class ExecutionBatch:
             rounds[number].append(run.id)
         change = cached(session, "batch output assets", _build_batch_output_assets)
         for run_pks in rounds:
-            asset_ids = sorted({asset_id for run_pk in run_pks for asset_id in outputs[run_pk]})
-            await session.execute(change, {"run_pks": run_pks, "asset_ids": asset_ids, "now": now})
+            pairs = [(run_pk, asset_id) for run_pk in run_pks for asset_id in outputs[run_pk]]
+            await session.execute(
+                change,
+                {"run_pks": [pair[0] for pair in pairs], "asset_ids": [pair[1] for pair in pairs], "now": now},
+            )
