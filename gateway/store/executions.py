@@ -730,23 +730,33 @@ def _build_batch_edges(dialect: str) -> Any:
 
 
 def _build_batch_retire(dialect: str) -> Any:
-    """`_build_retire` over the edges of many runs: those of each run's job into each run's outputs."""
-    run, output = _RUNS.alias("scope_run"), _RUN_ASSETS.alias("scope_output")
-    scope = (
-        exists()
-        .where(
+    """`_build_retire` over the edges of many runs: those of each run's job into each run's outputs. On Postgres
+    from the parallel lists `job_ids` and `asset_ids` (each run's job with each of its outputs, as read already:
+    no statistics of run_assets needed), on SQLite from `run_pks`."""
+    if dialect == "postgresql":
+        pair = (
+            func.unnest(
+                bindparam("job_ids", type_=postgresql.ARRAY(BigInteger())),
+                bindparam("asset_ids", type_=postgresql.ARRAY(BigInteger())),
+            )
+            .table_valued("job_id", "asset_id")
+            .render_derived(name="scope")
+        )
+        scope = [_EDGES.c.job_id == pair.c.job_id, _EDGES.c.downstream_id == pair.c.asset_id]
+    else:
+        run, output = _RUNS.alias("scope_run"), _RUN_ASSETS.alias("scope_output")
+        outputs_of_runs = exists().where(
             in_list(dialect, run.c.id, "run_pks"),
             output.c.run_id == run.c.id,
             output.c.role == "output",
             output.c.asset_id == _EDGES.c.downstream_id,
             run.c.job_id == _EDGES.c.job_id,
         )
-        .correlate(_EDGES)
-    )
+        scope = [outputs_of_runs.correlate(_EDGES)]
     later_complete = _later_complete()
     return (
         update(_EDGES)
-        .where(_EDGES.c.origin == "run", scope, _EDGES.c.retired_at.is_distinct_from(later_complete))
+        .where(_EDGES.c.origin == "run", *scope, _EDGES.c.retired_at.is_distinct_from(later_complete))
         .values(retired_at=later_complete)
     )
 
@@ -893,13 +903,21 @@ class ExecutionBatch:
             await session.execute(
                 edges, {"run_pks": [feeding[position].id for position in positions], "edge_origin": "run"}
             )
-        retire = cached(session, "batch retire", _build_batch_retire)
-        await session.execute(retire, {"run_pks": [run.id for run in settling]})
-        # Runs with outputs in common set their status in the order of their last events; others at once.
         outputs: dict[int, list[int]] = {run.id: [] for run in settling}
         found = await session.execute(cached(session, "outputs of", _build_outputs_of), {"run_pks": list(outputs)})
         for run_pk, asset_id in found:
             outputs[run_pk].append(asset_id)
+        scope = sorted({(run.job_id, asset_id) for run in settling for asset_id in outputs[run.id]})
+        retire = cached(session, "batch retire", _build_batch_retire)
+        await session.execute(
+            retire,
+            {
+                "run_pks": [run.id for run in settling],
+                "job_ids": [job_id for job_id, _ in scope],
+                "asset_ids": [asset_id for _, asset_id in scope],
+            },
+        )
+        # Runs with outputs in common set their status in the order of their last events; others at once.
         rounds: list[list[int]] = []
         last_round: dict[int, int] = {}
         for run in settling:
