@@ -600,7 +600,9 @@ class HttpClient:
         self._session = aiohttp.ClientSession(
             self.base_url,
             headers=self.headers,
-            connector=aiohttp.TCPConnector(limit=self.connections),
+            # Idle connections are dropped before uvicorn's keep-alive timeout (5 s) closes them server-side: a
+            # request sent on a connection the server is closing fails with a broken pipe.
+            connector=aiohttp.TCPConnector(limit=self.connections, keepalive_timeout=3.0),
             timeout=aiohttp.ClientTimeout(total=300.0),
         )
         return self
@@ -612,8 +614,16 @@ class HttpClient:
     async def post(self, path: str, body: bytes, content_type: str = "application/json") -> tuple[int, bytes]:
         """(status, body) of a POST."""
         assert self._session is not None, "use HttpClient in `async with`"
-        async with self._session.post(path, data=body, headers={"content-type": content_type}) as response:
-            return response.status, await response.read()
+        for attempt in (1, 2):
+            try:
+                async with self._session.post(path, data=body, headers={"content-type": content_type}) as response:
+                    return response.status, await response.read()
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError):
+                # The connection was closed under the request (the race above): once more on a new one. Safe for
+                # these POSTs: queries read, and an event sent twice is stored once.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
 
 async def graphql(client: HttpClient, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from gateway.ingest.events import Dataset, DatasetEvent, Event, EventError, JobE
 from gateway.keys import join_key
 from gateway.store.assets import ensure_assets
 from gateway.store.column_lineage import FieldDerivation, record_column_lineage
+from gateway.store.declared_edges import Declaration, declare_edges, declare_job_edges
 from gateway.store.descriptions import AssetDescription, Described, DescriptionBatch, apply_descriptions
 from gateway.store.executions import (
     DatasetTouch,
@@ -24,7 +25,6 @@ from gateway.store.executions import (
     ExecutionRecord,
     ParentRef,
     apply_execution,
-    declare_job_edges,
     validate_execution,
 )
 from gateway.store.jobs import JobBatch, upsert_job
@@ -313,6 +313,9 @@ async def apply_events(session: AsyncSession, events: Sequence[Event], now: date
         _unsettled(error)
     if not settled:
         raise BatchUnsettled()
+    if all(isinstance(applied.event, JobEvent) for applied in planned):
+        await _declare_together(session, planned, job_ids, now)
+        return
     if any(isinstance(applied.event, JobEvent) for applied in planned):
         # A job's declared edges and its runs' edges share rows, whose times decide which run saw them last.
         for position, applied in enumerate(planned):
@@ -335,6 +338,34 @@ async def apply_events(session: AsyncSession, events: Sequence[Event], now: date
         job_id = runs[recorded[position]].job_id if position in recorded else None
         try:
             await _column_lineage(session, applied.derivations, job_id, applied.event.eventTime, now)
+        except (GatewayError, DBAPIError) as error:
+            raise BatchEventError(position, error) from error
+
+
+async def _declare_together(
+    session: AsyncSession, planned: Sequence[_Applied], job_ids: Mapping[tuple[str, str], int], now: datetime
+) -> None:
+    """JobEvents only: their edges in a few statements for them all, then their column lineage event by event."""
+    declarations = []
+    for applied in planned:
+        event = applied.event
+        assert isinstance(event, JobEvent)
+        ids, resolved = applied.described.ids, applied.described.keys
+        declarations.append(
+            Declaration(
+                job_ids[event.job.namespace, event.job.name],
+                [ids[resolved[dataset_key(d)]] for d in event.inputs or []],
+                [ids[resolved[dataset_key(d)]] for d in event.outputs or []],
+                event.eventTime,
+            )
+        )
+    try:
+        await declare_edges(session, declarations)
+    except (GatewayError, DBAPIError) as error:
+        _unsettled(error)
+    for position, (applied, declaration) in enumerate(zip(planned, declarations, strict=True)):
+        try:
+            await _column_lineage(session, applied.derivations, declaration.job_id, applied.event.eventTime, now)
         except (GatewayError, DBAPIError) as error:
             raise BatchEventError(position, error) from error
 

@@ -589,48 +589,6 @@ async def _update_output_assets(session: AsyncSession, run: RecordedRun, now: da
     )
 
 
-async def declare_job_edges(
-    session: AsyncSession, job_id: int, input_ids: Sequence[int], output_ids: Sequence[int], event_time: datetime
-) -> None:
-    """Static lineage a job declares (an OpenLineage JobEvent): every input feeds every output."""
-    pairs = [
-        (upstream, downstream)
-        for upstream in sorted(set(input_ids))
-        for downstream in sorted(set(output_ids))
-        if upstream != downstream
-    ]
-    if not pairs:
-        return
-    edges = [
-        {
-            "upstream_id": upstream,
-            "downstream_id": downstream,
-            "job_id": job_id,
-            "origin": "declared",
-            "first_seen_at": event_time,
-            "last_seen_at": event_time,
-            "last_run_id": None,
-        }
-        for upstream, downstream in pairs
-    ]
-    upsert = cached(session, "declared edges", _build_declared_edges)
-    for chunk in _chunks(edges):
-        await session.execute(upsert, chunk)
-    # A run's edge declared later than the run that retired it lives again, as it would had the declaration
-    # come first: its retirement follows the new time at once.
-    retire = cached(session, ("retire", False), lambda dialect: _build_retire(dialect, False))
-    await session.execute(retire, {"edge_job_id": job_id, "downstream_ids": sorted({pair[1] for pair in pairs})})
-
-
-def _build_declared_edges(dialect: str) -> Any:
-    statement = insert_for(dialect, _EDGES)
-    return statement.on_conflict_do_update(
-        index_elements=["upstream_id", "downstream_id", "job_id"],
-        index_where=_EDGES.c.job_id.is_not(None),
-        set_=_edge_changes(_EDGES.c, statement.excluded, observed=False),
-    )
-
-
 async def record_execution(session: AsyncSession, record: ExecutionRecord, now: datetime) -> Run:
     """Record one event of a run: its job, state, inputs, outputs, parent, edges and asset status."""
     recorded = await apply_execution(session, record, now)
