@@ -1452,7 +1452,12 @@ def markdown(all_results: dict[str, dict[str, Any]]) -> str:
             "",
             f"### Size {results['size']}, {dialect}" + (f" ({label})" if label else ""),
             "",
-            f"Run {results['run_at'][:10]} on {m['cpu']}, {m['cores']} cores, {m['memory']} (load average at the"
+            (
+                f"`serve --workers {s['workers']}`: the gateway's RSS and CPU are the sums over its processes. "
+                if s.get("workers", 1) > 1
+                else ""
+            )
+            + f"Run {results['run_at'][:10]} on {m['cpu']}, {m['cores']} cores, {m['memory']} (load average at the"
             f" start {m.get('load_average', '?')}; the machine is shared: figures are indicative). Python"
             f" {v.get('python')}, uvicorn {v.get('uvicorn')}, Starlette {v.get('starlette')}, Strawberry"
             f" {v.get('strawberry-graphql')}, SQLAlchemy {v.get('sqlalchemy')}, "
