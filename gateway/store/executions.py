@@ -15,7 +15,6 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
-    BigInteger,
     ColumnElement,
     and_,
     bindparam,
@@ -29,14 +28,13 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.errors import InvalidInput
 from gateway.orm import RUN_STATES, TERMINAL_STATES, Asset, LineageEdge, Run, RunAsset
 from gateway.store.assets import ensure_assets
 from gateway.store.jobs import upsert_job
-from gateway.store.sql import cached, earlier, in_list, insert_for, later
+from gateway.store.sql import cached, earlier, id_pairs, in_list, insert_for, later
 
 MAX_DATASETS_PER_EVENT = 2_000
 ROWS_PER_STATEMENT = 1_000
@@ -511,15 +509,8 @@ def _build_batch_output_assets(dialect: str) -> Any:
     if dialect == "postgresql":
         # The pairs are known: read from two arrays, the plan needs no statistics of run_assets (a table just
         # loaded may have none, and Postgres then chose to read all of it).
-        pair = (
-            func.unnest(
-                bindparam("run_pks", type_=postgresql.ARRAY(BigInteger())),
-                bindparam("asset_ids", type_=postgresql.ARRAY(BigInteger())),
-            )
-            .table_valued("run_pk", "asset_id")
-            .render_derived(name="pair")
-        )
-        outputs = [run.c.id == pair.c.run_pk, stored.id == pair.c.asset_id]
+        pair = id_pairs("run_pks", "asset_ids", "pair")
+        outputs = [run.c.id == pair.c.run_pks, stored.id == pair.c.asset_ids]
     else:
         output = _RUN_ASSETS.alias("settled_output")
         outputs = [
@@ -692,15 +683,8 @@ def _build_batch_retire(dialect: str) -> Any:
     from the parallel lists `job_ids` and `asset_ids` (each run's job with each of its outputs, as read already:
     no statistics of run_assets needed), on SQLite from `run_pks`."""
     if dialect == "postgresql":
-        pair = (
-            func.unnest(
-                bindparam("job_ids", type_=postgresql.ARRAY(BigInteger())),
-                bindparam("asset_ids", type_=postgresql.ARRAY(BigInteger())),
-            )
-            .table_valued("job_id", "asset_id")
-            .render_derived(name="scope")
-        )
-        scope = [_EDGES.c.job_id == pair.c.job_id, _EDGES.c.downstream_id == pair.c.asset_id]
+        pair = id_pairs("job_ids", "asset_ids", "scope")
+        scope = [_EDGES.c.job_id == pair.c.job_ids, _EDGES.c.downstream_id == pair.c.asset_ids]
     else:
         run, output = _RUNS.alias("scope_run"), _RUN_ASSETS.alias("scope_output")
         outputs_of_runs = exists().where(

@@ -77,6 +77,19 @@ def in_list(dialect: str, column: Any, name: str, element: Any = None) -> Column
     return column.in_(bindparam(name, expanding=True, type_=column.type))  # type: ignore[no-any-return]
 
 
+def id_pairs(first: str, second: str, name: str) -> Any:
+    """Postgres: the rows (first, second) of two parallel integer arrays bound as `first` and `second`, as a table
+    `name` with those columns (`unnest`). Pairs already known need no join, nor statistics for one."""
+    return (
+        func.unnest(
+            bindparam(first, type_=postgresql.ARRAY(BigInteger())),
+            bindparam(second, type_=postgresql.ARRAY(BigInteger())),
+        )
+        .table_valued(first, second)
+        .render_derived(name=name)
+    )
+
+
 def insert(session: AsyncSession, table: Any) -> Any:
     """An INSERT that supports ON CONFLICT on the session's dialect."""
     return insert_for(dialect_name(session), table)
