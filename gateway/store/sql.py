@@ -69,11 +69,11 @@ def one_of(session: AsyncSession, column: Any, values: Iterable[Any]) -> ColumnE
     return condition
 
 
-def in_list(dialect: str, column: Any, name: str, element: Any = None) -> ColumnElement[bool]:
-    """`column IN :name` in a statement built once, the list bound when it runs: on Postgres one array parameter
-    (one prepared statement whatever the length, as `one_of`), on SQLite an expanding parameter."""
+def in_list(dialect: str, column: Any, name: str) -> ColumnElement[bool]:
+    """`column IN :name` for an integer column, in a statement built once, the list bound when it runs: on Postgres
+    one array parameter (one prepared statement whatever the length, as `one_of`), on SQLite an expanding one."""
     if dialect == "postgresql":
-        return column == any_(bindparam(name, type_=postgresql.ARRAY(element or BigInteger())))  # type: ignore[no-any-return]
+        return column == any_(bindparam(name, type_=postgresql.ARRAY(BigInteger())))  # type: ignore[no-any-return]
     return column.in_(bindparam(name, expanding=True, type_=column.type))  # type: ignore[no-any-return]
 
 
