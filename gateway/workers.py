@@ -5,27 +5,38 @@ subscription broker, answering whatever connection the kernel hands it. Schedule
 worker holds the Postgres advisory lock; subscriptions hear every worker's writes through LISTEN/NOTIFY. SQLite
 serves one process, so workers need Postgres.
 
-uvicorn's supervisor starts the workers (fresh interpreters) and restarts one that dies. The parent resolves the
-settings once and leaves them in a private directory for the workers, beside the files in which they count their
-Prometheus figures for /metrics to sum.
+uvicorn's supervisor starts the workers (fresh interpreters) and restarts one that dies; each listens on a socket
+of its own (see `SpreadingSupervisor`). The parent resolves the settings once and leaves them in a private directory
+for the workers, beside the files in which they count their Prometheus figures for /metrics to sum.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
+import socket
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from starlette.applications import Starlette
+from uvicorn import Config
+from uvicorn.supervisors import Multiprocess
 
 from gateway.settings import WORKER_SETTINGS_VARIABLE, Settings, worker_settings
 
 # prometheus-client reads it when first imported, which in a worker is after the parent set it.
 PROMETHEUS_MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 APP_FACTORY = "gateway.workers:worker_app"
+
+
+logger = logging.getLogger(__name__)
+# Linux spreads the connections of one address over the listening sockets bound to it with SO_REUSEPORT; elsewhere
+# the option exists with other meanings, so the workers share one socket there.
+SPREADS_CONNECTIONS = sys.platform == "linux"
 
 
 class WorkersNeedPostgres(ValueError):
@@ -63,6 +74,84 @@ def shared_with_workers(settings: Settings) -> Iterator[Settings]:
             else:
                 os.environ[name] = value
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _listener(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if SPREADS_CONNECTIONS:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class SpreadingSupervisor(Multiprocess):
+    """uvicorn's supervisor (health checks, restarts, signals), each worker listening on a socket of its own.
+
+    Workers sharing one listening socket share its connections badly: a worker woken by a burst of new connections
+    accepts every one pending (asyncio accepts up to the backlog at each wake-up), and a client that opens its
+    keep-alive connections at once finds them all on one worker while the others idle. Sockets bound to one address
+    with SO_REUSEPORT each get a share from the kernel instead, by connection hash, as nginx' `reuseport` does.
+
+    The parent binds the address first (refusing one in use before any worker starts, and fixing port 0), then
+    binds a socket for each worker it starts, closing its own copy once the worker holds it: a worker that dies
+    takes its socket out of the address's group with it.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self._anchor = _listener(config.host, config.port)
+        self._address: tuple[str, int] = (config.host, self._anchor.getsockname()[1])
+        self._handed: list[socket.socket] = []
+        super().__init__(config, sockets=[])
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return self._address
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        """A new socket for the worker about to start (uvicorn reads this once per worker it starts)."""
+        if not SPREADS_CONNECTIONS:
+            return [self._anchor]
+        sock = _listener(*self._address)
+        self._handed.append(sock)
+        return [sock]
+
+    @sockets.setter
+    def sockets(self, _: list[socket.socket]) -> None:
+        pass  # uvicorn's constructor sets them; each worker has its own instead
+
+    def _close_handed(self) -> None:
+        # A spawned worker inherited its descriptor when it started: the parent's copy only keeps it listening.
+        for sock in self._handed:
+            sock.close()
+        self._handed.clear()
+
+    def init_processes(self) -> None:
+        host, port = self._address
+        logger.info("serving http://%s:%d with %d workers", host, port, self.processes_num)
+        super().init_processes()
+        self._close_handed()
+
+    def keep_subprocess_alive(self) -> None:
+        super().keep_subprocess_alive()
+        self._close_handed()
+
+    def restart_all(self) -> None:
+        super().restart_all()
+        self._close_handed()
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            self._close_handed()
+            self._anchor.close()
 
 
 def worker_app() -> Starlette:

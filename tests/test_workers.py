@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -58,6 +60,46 @@ def graphql_requests_counted(base: str) -> float:
     )
 
 
+def accepted_from(worker: int, client_ports: set[int]) -> int:
+    """How many of the connections from `client_ports` the process `worker` holds (from /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{worker}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    held = 0
+    for line in Path(f"/proc/{worker}/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        remote_port = int(fields[2].split(":")[1], 16)
+        held += fields[9] in inodes and remote_port in client_ports
+    return held
+
+
+def assert_a_burst_of_connections_is_shared(base: str, workers: list[int]) -> None:
+    """Connections opened in one burst, as a load test or a client pool opens them, land on every worker.
+
+    With one listening socket shared by the workers, the first woken accepts all those pending at once."""
+    port = int(base.rsplit(":", 1)[1])
+    burst = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(32)]
+    try:
+        client_ports = {connection.getsockname()[1] for connection in burst}
+        deadline = time.monotonic() + 10
+        while sum(held := [accepted_from(worker, client_ports) for worker in workers]) < len(burst):
+            assert time.monotonic() < deadline, f"the workers did not accept the burst: {held}"
+            time.sleep(0.05)
+        # Spread by hash, each of two workers gets at least 6 of 32 but once in ten thousand runs.
+        assert min(held) >= 6, f"a burst of connections went to one worker: {held}"
+        for connection in burst:
+            connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n")
+            assert connection.recv(64).startswith(b"HTTP/1.1 200"), "a connection of the burst was not served"
+    finally:
+        for connection in burst:
+            connection.close()
+
+
 def test_two_workers_share_the_address_the_work_and_the_figures(tmp_path: Path, clean_postgres: str) -> None:
     env = gateway_env(GATEWAY_DATABASE_URL=clean_postgres, GATEWAY_DATA_DIR=str(tmp_path / "unused"))
     run_cli(env, "migrate")
@@ -77,15 +119,22 @@ def test_two_workers_share_the_address_the_work_and_the_figures(tmp_path: Path, 
         before = {worker: cpu_ticks(worker) for worker in workers}
         counted_before = graphql_requests_counted(base)
 
-        def query(_: int) -> int:
-            # A new connection per request: the kernel hands each to whichever worker accepts it first.
-            with httpx.Client(base_url=base, timeout=30) as client:
-                response = client.post("/graphql", json={"query": CATALOG})
-                assert response.status_code == 200, response.text
-                return int(response.json()["data"]["assets"]["totalCount"])
+        assert_a_burst_of_connections_is_shared(base, workers)
+        clients = 16
+        opened = threading.Barrier(clients)
 
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            assert set(pool.map(query, range(REQUESTS))) == {12}
+        def queries(_: int) -> set[int]:
+            with httpx.Client(base_url=base, timeout=30) as client:
+                opened.wait(timeout=30)
+                answers = set()
+                for _ in range(REQUESTS // clients):
+                    response = client.post("/graphql", json={"query": CATALOG})
+                    assert response.status_code == 200, response.text
+                    answers.add(int(response.json()["data"]["assets"]["totalCount"]))
+                return answers
+
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            assert set().union(*pool.map(queries, range(clients))) == {12}
         used = {worker: cpu_ticks(worker) - before[worker] for worker in workers}
         assert all(ticks > 0.1 * sum(used.values()) for ticks in used.values()), f"one worker did the work: {used}"
         # /metrics sums the workers' figures, whichever of them answers the scrape.
@@ -139,3 +188,24 @@ def test_workers_out_of_range_are_refused(tmp_path: Path, workers: str) -> None:
     )
     assert result.returncode == 2
     assert "Invalid value for '--workers'" in result.stderr
+
+
+def test_workers_on_an_address_in_use_are_refused(tmp_path: Path, clean_postgres: str) -> None:
+    env = gateway_env(GATEWAY_DATABASE_URL=clean_postgres, GATEWAY_DATA_DIR=str(tmp_path / "unused"))
+    run_cli(env, "migrate")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [str(CLI), "serve", "--port", str(port), "--workers", "2"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: [Errno 98] Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
