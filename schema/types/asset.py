@@ -50,12 +50,14 @@ class AssetExecution:
     run: strawberry.Private[orm.Run | None] = None
     job: strawberry.Private[orm.Job | None] = None
 
-    @strawberry.field(graphql_type=Execution)
+    def execution_at_hand(self) -> Execution | UndefinedType:
+        return Undefined if self.run is None else Execution.from_row(self.run, self.job)
+
+    @strawberry.field(graphql_type=Execution, metadata={AT_HAND: execution_at_hand})
     def execution(self, info: Info) -> Execution | Awaitable[Execution]:
         # Synchronous when the page brought the run: an awaitable per entry costs graphql-core a task each.
-        if self.run is not None:
-            return Execution.from_row(self.run, self.job)
-        return self._load_execution(info)
+        at_hand = self.execution_at_hand()
+        return self._load_execution(info) if isinstance(at_hand, UndefinedType) else at_hand
 
     async def _load_execution(self, info: Info) -> Execution:
         row = await info.context.loaders.run_by_id.load(self.run_pk)

@@ -7,10 +7,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
+from graphql.pyutils import Undefined, UndefinedType
 from strawberry.scalars import JSON
 
 from gateway import orm
 from schema.context import Info
+from schema.execution import AT_HAND
 from schema.types.common import Role, RunState, as_json, reference_field
 from schema.types.job import Job
 
@@ -80,12 +82,14 @@ class Execution:
             return None
         return (self.ended_at - self.started_at).total_seconds()
 
-    @strawberry.field(graphql_type=Job)
+    def job_at_hand(self) -> Job | UndefinedType:
+        return Undefined if self.job_row is None else Job.from_row(self.job_row)
+
+    @strawberry.field(graphql_type=Job, metadata={AT_HAND: job_at_hand})
     def job(self, info: Info) -> Job | Awaitable[Job]:
         # Synchronous when the job came with the run: in a list, an awaitable per item costs a task each.
-        if self.job_row is not None:
-            return Job.from_row(self.job_row)
-        return self._load_job(info)
+        at_hand = self.job_at_hand()
+        return self._load_job(info) if isinstance(at_hand, UndefinedType) else at_hand
 
     async def _load_job(self, info: Info) -> Job:
         row = await info.context.loaders.job_by_id.load(self.row.job_id)

@@ -142,6 +142,56 @@ class OddQuery:
         ]
 
 
+@strawberry.type
+class Shelf:
+    odds: list[Odd]
+    holes: list[Odd | None]
+    one: Odd
+    nothing: Odd | None
+    inner: Shelf | None
+
+
+def _shelf(**values: Any) -> Shelf:
+    fields = {"odds": [_odd(), _odd(maybe=3)], "holes": [_odd(), None], "one": _odd(), "nothing": None, "inner": None}
+    shelf = Shelf.__new__(Shelf)
+    shelf.__dict__.update({**fields, **values})
+    return shelf
+
+
+@strawberry.type
+class ShelfQuery:
+    @strawberry.field
+    def shelf(self) -> Shelf:
+        broken = [_odd(), _odd(name=None), _odd(colour="purple"), _odd(number="twelve"), None]
+        return _shelf(inner=_shelf(odds=broken, holes=[None, _odd(names=["a", None])], one=_odd(number=2**40)))
+
+
+# Objects without resolvers are answered whole by the fast path (or, at the first broken value, by graphql-core).
+@pytest.mark.parametrize(
+    "query",
+    [
+        "{ shelf { odds { name maybe } holes { name } one { colour } nothing { name } } }",
+        "{ shelf { __typename odds { __typename n: number ...Names } inner { holes { maybe } } } }"
+        " fragment Names on Odd { name names }",
+        "{ shelf { inner { odds { name } } } }",
+        "{ shelf { inner { odds { maybe } } } }",
+        "{ shelf { inner { odds { colour number } } } }",
+        "{ shelf { inner { holes { names } } } }",
+        "{ shelf { inner { one { number } } } }",
+        "{ shelf { inner { one { number @skip(if: true) name } odds { name @include(if: false) maybe } } } }",
+        "{ shelf { odds { name } } also: shelf { odds { maybe } } }",
+    ],
+)
+async def test_plain_objects_answer_as_graphql_core_does(query: str) -> None:
+    answers = []
+    for execution_context_class in (GatewayExecutionContext, StrawberryGraphQLCoreExecutionContext):
+        schema = strawberry.Schema(ShelfQuery, execution_context_class=execution_context_class)
+        result = await schema.execute(query)
+        answers.append((result.data, sorted((e.message, tuple(e.path or ())) for e in result.errors or [])))
+    assert answers[0] == answers[1]
+    assert answers[0][0] is not None
+
+
 @pytest.mark.parametrize(
     "query",
     [
@@ -188,3 +238,19 @@ async def test_status_read_with_the_list_is_each_assets_own(
     with count_statements(app.state.db) as counter:
         await graphql_data(client, "{ assets(first: 50) { edges { node { key lastStatus } } } }")
     assert not any("asset_health" in statement for statement in counter.statements)
+
+
+async def test_answers_leave_the_facet_merge_bookkeeping_unread(
+    client: httpx.AsyncClient, app: Starlette, db: Database, settings: Settings, now: datetime
+) -> None:
+    await _demo_swept(db, settings, now)
+    with count_statements(app.state.db) as counter:
+        data = await graphql_data(
+            client,
+            """query($key: String!) { asset(key: $key) { executions(first: 20) { edges { node {
+                 facets execution { runId facets inputs { facets } } } } } } }""",
+            {"key": DASHBOARD},
+        )
+    assert data["asset"]["executions"]["edges"], "the dashboard has an audit log"
+    assert any("run_assets" in statement for statement in counter.statements)
+    assert not any("facet_times" in statement for statement in counter.statements)
