@@ -79,8 +79,9 @@ class Run(Base):
     # The time of the event whose state won; ties in state rank go to the later one.
     state_time: Mapped[datetime] = mapped_column(UTCDateTime)
     facets: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
-    # Event time at which each facet was last set: the newest event wins each facet, in any arrival order.
-    facet_times: Mapped[dict[str, str]] = mapped_column(Json, default=dict)
+    # Event time at which each facet was last set: the newest event wins each facet, in any arrival order. Read by
+    # ingestion's own statements only: rows loaded for answers leave it undecoded (deferred).
+    facet_times: Mapped[dict[str, str]] = mapped_column(Json, default=dict, deferred=True, deferred_raiseload=True)
     error_message: Mapped[str | None] = mapped_column(Text)
     # Known only as some run's parent: its times do not count once its own events arrive.
     placeholder: Mapped[bool] = mapped_column(default=False, server_default=false())
@@ -167,7 +168,8 @@ class RunAsset(Base):
     role: Mapped[str] = mapped_column(String(8))
     event_time: Mapped[datetime] = mapped_column(UTCDateTime)
     facets: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
-    facet_times: Mapped[dict[str, str]] = mapped_column(Json, default=dict)
+    # The merge's bookkeeping, read by ingestion's own statements only: rows loaded for answers leave it undecoded.
+    facet_times: Mapped[dict[str, str]] = mapped_column(Json, default=dict, deferred=True, deferred_raiseload=True)
 
 
 class LineageEdge(Base):
