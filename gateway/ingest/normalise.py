@@ -19,9 +19,9 @@ from gateway.store.assets import ensure_assets
 from gateway.store.column_lineage import FieldDerivation, record_column_lineage
 from gateway.store.declared_edges import Declaration, declare_edges, declare_job_edges
 from gateway.store.descriptions import AssetDescription, Described, DescriptionBatch, apply_descriptions
+from gateway.store.execution_batch import ExecutionBatch
 from gateway.store.executions import (
     DatasetTouch,
-    ExecutionBatch,
     ExecutionRecord,
     ParentRef,
     apply_execution,
@@ -281,7 +281,7 @@ async def apply_events(session: AsyncSession, events: Sequence[Event], now: date
     """Apply validated events as `apply_event` would one after the other, in a few statements for them all: their
     datasets are looked up at once, each asset and job is written once (store/descriptions.py, store/jobs.py),
     runs and their datasets in rounds of one event per run, and each run's lineage and outputs settled once
-    (store/executions.py). Column lineage follows, event by event.
+    (store/execution_batch.py). Column lineage follows, event by event.
 
     Raises BatchEventError for an event that fails, BatchUnsettled when the events must go one by one.
     """

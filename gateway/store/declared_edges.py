@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.orm import LineageEdge
-from gateway.store.executions import _build_batch_retire, _build_retire, _chunks, _edge_changes
+from gateway.store.run_rows import chunks
+from gateway.store.run_settle import build_batch_retire, build_retire, edge_changes
 from gateway.store.sql import cached, dialect_name, insert_for
 
 _EDGES: Any = LineageEdge.__table__
@@ -39,7 +40,7 @@ def _build_declared_edges(dialect: str) -> Any:
     return statement.on_conflict_do_update(
         index_elements=["upstream_id", "downstream_id", "job_id"],
         index_where=_EDGES.c.job_id.is_not(None),
-        set_=_edge_changes(_EDGES.c, statement.excluded, observed=False),
+        set_=edge_changes(_EDGES.c, statement.excluded, observed=False),
     )
 
 
@@ -79,13 +80,13 @@ async def declare_edges(session: AsyncSession, declarations: Sequence[Declaratio
     if not merged:
         return
     upsert = cached(session, "declared edges", _build_declared_edges)
-    for chunk in _chunks([merged[key] for key in sorted(merged)]):
+    for chunk in chunks([merged[key] for key in sorted(merged)]):
         await session.execute(upsert, chunk)
     # A run's edge declared later than the run that retired it lives again, as it would had the declaration
     # come first: its retirement follows the new time at once.
     scope = sorted({(job_id, downstream) for _, downstream, job_id in merged})
     if dialect_name(session) == "postgresql":
-        retire = cached(session, "batch retire", _build_batch_retire)
+        retire = cached(session, "batch retire", build_batch_retire)
         await session.execute(
             retire, {"job_ids": [job_id for job_id, _ in scope], "asset_ids": [asset_id for _, asset_id in scope]}
         )
@@ -93,6 +94,6 @@ async def declare_edges(session: AsyncSession, declarations: Sequence[Declaratio
     downstream_ids: dict[int, list[int]] = defaultdict(list)
     for job_id, downstream in scope:
         downstream_ids[job_id].append(downstream)
-    retire = cached(session, ("retire", False), lambda dialect: _build_retire(dialect, False))
+    retire = cached(session, ("retire", False), lambda dialect: build_retire(dialect, False))
     for job_id, downstreams in downstream_ids.items():
         await session.execute(retire, {"edge_job_id": job_id, "downstream_ids": downstreams})
