@@ -76,12 +76,12 @@ def shared_with_workers(settings: Settings) -> Iterator[Settings]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _listener(host: str, port: int) -> socket.socket:
+def _listener(host: str, port: int, reuse_port: bool = SPREADS_CONNECTIONS) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if SPREADS_CONNECTIONS:
+        if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind((host, port))
     except OSError:
@@ -98,13 +98,19 @@ class SpreadingSupervisor(Multiprocess):
     keep-alive connections at once finds them all on one worker while the others idle. Sockets bound to one address
     with SO_REUSEPORT each get a share from the kernel instead, by connection hash, as nginx' `reuseport` does.
 
-    The parent binds the address first (refusing one in use before any worker starts, and fixing port 0), then
-    binds a socket for each worker it starts, closing its own copy once the worker holds it: a worker that dies
-    takes its socket out of the address's group with it.
+    The parent binds the address first (refusing one in use, by another gateway too, before any worker starts, and
+    fixing port 0), then binds a socket for each worker it starts, closing its own copy once the worker holds it: a
+    worker that dies takes its socket out of the address's group with it.
     """
 
     def __init__(self, config: Config) -> None:
-        self._anchor = _listener(config.host, config.port)
+        port = config.port
+        if SPREADS_CONNECTIONS:
+            # Sockets of one user with SO_REUSEPORT share a port: without this check a second gateway started on
+            # the same address would join this one's workers instead of being refused.
+            with _listener(config.host, port, reuse_port=False) as probe:
+                port = probe.getsockname()[1]
+        self._anchor = _listener(config.host, port)
         self._address: tuple[str, int] = (config.host, self._anchor.getsockname()[1])
         self._handed: list[socket.socket] = []
         super().__init__(config, sockets=[])
