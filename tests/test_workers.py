@@ -108,6 +108,22 @@ def assert_a_burst_of_connections_is_shared(base: str, workers: list[int]) -> No
             connection.close()
 
 
+def assert_refused_as_in_use(env: dict[str, str], port: int) -> None:
+    """`serve --workers 2` on `port` exits with a message, and no traceback, before starting any worker."""
+    result = subprocess.run(
+        [str(CLI), "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: [Errno 98] Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_two_workers_share_the_address_the_work_and_the_figures(tmp_path: Path, clean_postgres: str) -> None:
     env = gateway_env(GATEWAY_DATABASE_URL=clean_postgres, GATEWAY_DATA_DIR=str(tmp_path / "unused"))
     run_cli(env, "migrate")
@@ -130,17 +146,7 @@ def test_two_workers_share_the_address_the_work_and_the_figures(tmp_path: Path, 
         assert_a_burst_of_connections_is_shared(base, workers)
         # A second gateway on the same address is refused, not added to this one's workers.
         port = base.rsplit(":", 1)[1]
-        second = subprocess.run(
-            [str(CLI), "serve", "--port", port, "--workers", "2"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-        assert second.returncode == 1, second.stdout + second.stderr
-        assert f"cannot listen on 127.0.0.1:{port}: [Errno 98] Address already in use" in second.stderr
+        assert_refused_as_in_use(env, int(port))
         clients = 16
         opened = threading.Barrier(clients)
 
@@ -225,15 +231,4 @@ def test_workers_on_an_address_in_use_are_refused(tmp_path: Path, clean_postgres
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = subprocess.run(
-            [str(CLI), "serve", "--port", str(port), "--workers", "2"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    assert result.returncode == 1, result.stdout + result.stderr
-    assert f"cannot listen on 127.0.0.1:{port}: [Errno 98] Address already in use" in result.stderr
-    assert "Traceback" not in result.stderr
+        assert_refused_as_in_use(env, port)

@@ -142,6 +142,16 @@ class OddQuery:
         ]
 
 
+async def _both_paths(query_type: type, query: str) -> list[tuple[Any, list[tuple[str, tuple[Any, ...]]]]]:
+    """The answer (data, errors by message and path) of the fast path, then of graphql-core's own execution."""
+    answers = []
+    for execution_context_class in (GatewayExecutionContext, StrawberryGraphQLCoreExecutionContext):
+        schema = strawberry.Schema(query_type, execution_context_class=execution_context_class)
+        result = await schema.execute(query)
+        answers.append((result.data, sorted((e.message, tuple(e.path or ())) for e in result.errors or [])))
+    return answers
+
+
 @strawberry.type
 class Shelf:
     odds: list[Odd]
@@ -183,11 +193,7 @@ class ShelfQuery:
     ],
 )
 async def test_plain_objects_answer_as_graphql_core_does(query: str) -> None:
-    answers = []
-    for execution_context_class in (GatewayExecutionContext, StrawberryGraphQLCoreExecutionContext):
-        schema = strawberry.Schema(ShelfQuery, execution_context_class=execution_context_class)
-        result = await schema.execute(query)
-        answers.append((result.data, sorted((e.message, tuple(e.path or ())) for e in result.errors or [])))
+    answers = await _both_paths(ShelfQuery, query)
     assert answers[0] == answers[1]
     assert answers[0][0] is not None
 
@@ -203,11 +209,7 @@ async def test_plain_objects_answer_as_graphql_core_does(query: str) -> None:
     ],
 )
 async def test_values_breaking_the_rules_fail_as_graphql_core_reports_them(query: str) -> None:
-    answers = []
-    for execution_context_class in (GatewayExecutionContext, StrawberryGraphQLCoreExecutionContext):
-        schema = strawberry.Schema(OddQuery, execution_context_class=execution_context_class)
-        result = await schema.execute(query)
-        answers.append((result.data, sorted((e.message, tuple(e.path or ())) for e in result.errors or [])))
+    answers = await _both_paths(OddQuery, query)
     assert answers[0] == answers[1]
     assert answers[0][1], "each of these queries meets at least one broken value"
 
