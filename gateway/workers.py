@@ -116,10 +116,6 @@ class SpreadingSupervisor(Multiprocess):
         super().__init__(config, sockets=[])
 
     @property
-    def address(self) -> tuple[str, int]:
-        return self._address
-
-    @property
     def sockets(self) -> list[socket.socket]:
         """A new socket for the worker about to start (uvicorn reads this once per worker it starts)."""
         if not SPREADS_CONNECTIONS:
