@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.keys import split_key, validate_key
 from gateway.orm import Asset, AssetAlias
-from gateway.store.sql import cached, insert_for, later
+from gateway.store.sql import bind_rows, cached, dialect_name, insert_for, later, one_of
 
 _LISTS = ("owners", "tags", "fields")
 _SCALARS = ("type", "description")
@@ -124,9 +124,14 @@ async def apply_descriptions(
     if planned is None:
         return await _describe_one_by_one(session, descriptions, known, event_time, now)
     applied, described = planned
-    described.ids = await _upsert_described(session, [_values(key, d, event_time, now) for key, d in applied])
+    rows = [_values(key, d, event_time, now) for key, d in applied]
+    described.ids = await _upsert_described(session, rows, _ids_by_key(known))
     await _add_aliases(session, _new_aliases(described, known), described.ids, now)
     return described
+
+
+def _ids_by_key(known: Mapping[str, tuple[int, str]]) -> dict[str, int]:
+    return {key: asset_id for asset_id, key in known.values()}
 
 
 def _identifiers(descriptions: Sequence[AssetDescription]) -> list[str]:
@@ -178,7 +183,8 @@ async def _describe_one_by_one(
                 if identifier != target
             }
             target = description.key
-        described.ids |= await _upsert_described(session, [_values(target, description, event_time, now)])
+        rows = [_values(target, description, event_time, now)]
+        described.ids |= await _upsert_described(session, rows, _ids_by_key(known))
         for identifier in (description.key, *description.aliases):
             described.keys[identifier] = target
     await _add_aliases(session, _new_aliases(described, known), described.ids, now)
@@ -231,15 +237,43 @@ async def _rename_asset(session: AsyncSession, asset_id: int, description: Asset
     )
 
 
+# The columns of `_values`.
+_DESCRIPTION_COLUMNS = (
+    "key",
+    "namespace",
+    "name",
+    *DESCRIBED_ATTRIBUTES,
+    "metadata",
+    *(f"{attribute}_described_at" for attribute in DESCRIBED_ATTRIBUTES),
+    "described_at",
+    "created_at",
+    "updated_at",
+)
+
+
 def _build_description_upsert(dialect: str) -> Any:
-    """One shape for every description: an attribute it does not give comes with no time, and keeps its value."""
-    statement = insert_for(dialect, _ASSETS)
+    """One shape for every description: an attribute it does not give comes with no time, and keeps its value.
+
+    An asset the description would not change (a dataset a run merely names, a description no newer than the
+    stored one) is locked but not rewritten: no new row version in every index of the table, no entry in the
+    change feed, `updated_at` as it was. Such a row is not returned."""
+    statement = insert_for(dialect, _ASSETS, _DESCRIPTION_COLUMNS)
     stored, new = _ASSETS.c, statement.excluded
     changes: dict[str, Any] = merge_described(stored, new, DESCRIBED_ATTRIBUTES, when_given=True)
     changes["described_at"] = later(stored.described_at, new.described_at)
-    changes["deleted_at"] = case((new.described_at > stored.deleted_at, None), else_=stored.deleted_at)
+    revives = new.described_at > stored.deleted_at
+    changes["deleted_at"] = case((revives, None), else_=stored.deleted_at)
     changes["updated_at"] = new.updated_at
-    return statement.on_conflict_do_update(index_elements=["key"], set_=changes).returning(stored.key, stored.id)
+    changes_anything = or_(
+        *(
+            and_(new[f"{attribute}_described_at"].is_not(None), newest_wins(stored, new, attribute))
+            for attribute in DESCRIBED_ATTRIBUTES
+        ),
+        revives,
+        or_(stored.described_at.is_(None), new.described_at > stored.described_at) & new.described_at.is_not(None),
+    )
+    upsert = statement.on_conflict_do_update(index_elements=["key"], set_=changes, where=changes_anything)
+    return upsert.returning(stored.key, stored.id)
 
 
 def _values(
@@ -271,8 +305,11 @@ def _values(
     }
 
 
-async def _upsert_described(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
-    """Upsert the rows in their order; asset key -> id.
+async def _upsert_described(
+    session: AsyncSession, rows: Sequence[dict[str, Any]], known_ids: Mapping[str, int]
+) -> dict[str, int]:
+    """Upsert the rows in their order; asset key -> id (of an asset left as it was, from `known_ids`, the ids
+    read before, or read now).
 
     One statement takes at most one row of an asset (Postgres updates a row once per statement), so the rows of
     an asset named twice go out in rounds, in their order. The same row again changes nothing and is left out.
@@ -294,9 +331,20 @@ async def _upsert_described(session: AsyncSession, rows: Sequence[dict[str, Any]
         batch.sort(key=lambda values: str(values["key"]))
         for start in range(0, len(batch), ROWS_PER_STATEMENT):
             chunk = batch[start : start + ROWS_PER_STATEMENT]
-            for key, asset_id in await session.execute(upsert, chunk if len(chunk) > 1 else chunk[0]):
+            parameters = bind_rows(dialect_name(session), chunk, _DESCRIPTION_COLUMNS)
+            for key, asset_id in await session.execute(upsert, parameters):
                 ids[key] = asset_id
+    unchanged = [key for key in seen if key not in ids]
+    ids |= {key: known_ids[key] for key in unchanged if key in known_ids}
+    # Created by another transaction since the ids were read: its row was there to lock, but not returned.
+    if missing := [key for key in unchanged if key not in ids]:
+        ids |= await _ids_of(session, missing)
     return ids
+
+
+async def _ids_of(session: AsyncSession, keys: Sequence[str]) -> dict[str, int]:
+    rows = await session.execute(select(_ASSETS.c.key, _ASSETS.c.id).where(one_of(session, _ASSETS.c.key, keys)))
+    return {str(key): int(asset_id) for key, asset_id in rows}
 
 
 @dataclass
@@ -320,6 +368,7 @@ class DescriptionBatch:
 
     def __init__(self, found: Sequence[tuple[str, int, str, bool]]) -> None:
         self._keys = {identifier for identifier, _, _, by_alias in found if not by_alias}
+        self._ids = {key: asset_id for _, asset_id, key, _ in found}
         self._aliases = {identifier: key for identifier, _, key, by_alias in found if by_alias}
         self._touches: dict[str, list[_Touch]] = {}
         self._new_aliases: list[tuple[str, str]] = []
@@ -399,7 +448,7 @@ class DescriptionBatch:
     async def apply(self, session: AsyncSession, now: datetime) -> bool:
         """Write the planned descriptions and aliases, and fill in the ids of what each event named. False when
         the database held an alias the plan did not know (another transaction added it meanwhile)."""
-        ids = await _upsert_described(session, self._rows(now))
+        ids = await _upsert_described(session, self._rows(now), self._ids)
         added = await _add_aliases(session, self._new_aliases, ids, now)
         for described in self._described:
             described.ids = {target: ids[target] for target in described.keys.values()}

@@ -11,7 +11,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.orm import Asset, AssetAlias, ColumnLineage, Job, LineageEdge, LineageEvent, Run, RunAsset
-from gateway.store.sql import cached, insert_for
+from gateway.store.sql import bind_rows, cached, dialect_name, insert_for
 
 # Rows of one INSERT: ten parameters each stays below both dialects' limits on bind parameters.
 EVENTS_PER_STATEMENT = 1_000
@@ -30,9 +30,23 @@ class RawEvent:
     producer: str | None = None
 
 
-def _build_store(dialect: str, returned: str) -> Any:
+_COLUMNS = (
+    "content_hash",
+    "kind",
+    "event_type",
+    "event_time",
+    "run_id",
+    "job_namespace",
+    "job_name",
+    "producer",
+    "received_at",
+    "payload",
+)
+
+
+def _build_store(dialect: str, returned: str, rows_of: tuple[str, ...] = ()) -> Any:
     table: Any = LineageEvent.__table__
-    statement = insert_for(dialect, table).on_conflict_do_nothing(index_elements=["content_hash"])
+    statement = insert_for(dialect, table, rows_of).on_conflict_do_nothing(index_elements=["content_hash"])
     return statement.returning(table.c[returned])
 
 
@@ -63,12 +77,14 @@ async def store_raw_events(session: AsyncSession, events: Sequence[RawEvent], no
 
     The same event twice among them is stored once: the first is new, the other a duplicate."""
     statement = cached(
-        session, ("store raw event", "content_hash"), lambda dialect: _build_store(dialect, "content_hash")
+        session, ("store raw event", "rows"), lambda dialect: _build_store(dialect, "content_hash", _COLUMNS)
     )
+    dialect = dialect_name(session)
     stored: set[str] = set()
     for start in range(0, len(events), EVENTS_PER_STATEMENT):
         rows = [_row(event, now) for event in events[start : start + EVENTS_PER_STATEMENT]]
-        stored.update(content_hash for (content_hash,) in await session.execute(statement, rows))
+        parameters = bind_rows(dialect, rows, _COLUMNS)
+        stored.update(content_hash for (content_hash,) in await session.execute(statement, parameters))
     new: list[bool] = []
     for event in events:
         new.append(event.content_hash in stored)

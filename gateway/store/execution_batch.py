@@ -9,9 +9,11 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.orm import Run, RunAsset
+from gateway.orm import TERMINAL_STATES, Run, RunAsset
 from gateway.store.executions import ExecutionRecord, placeholder_values
 from gateway.store.run_rows import (
+    RUN_ASSET_COLUMNS,
+    RUN_COLUMNS,
     RecordedRun,
     build_run_assets_upsert,
     build_run_upsert,
@@ -24,7 +26,7 @@ from gateway.store.run_rows import (
     touched_datasets,
 )
 from gateway.store.run_settle import build_batch_edges, build_batch_output_assets, build_batch_retire, build_outputs_of
-from gateway.store.sql import cached
+from gateway.store.sql import bind_rows, cached, dialect_name
 
 _RUNS: Any = Run.__table__
 _RUN_ASSETS: Any = RunAsset.__table__
@@ -81,13 +83,18 @@ class ExecutionBatch:
         pending = self._pending
         ids: dict[str, int] = {}
         by_position: dict[int, RecordedRun] = {}
-        placeholders = cached(session, ("run upsert", True), lambda dialect: build_run_upsert(dialect, True))
-        upsert = cached(session, ("run upsert", False), lambda dialect: build_run_upsert(dialect, False))
+        placeholders = cached(
+            session, ("run upsert", True, "rows"), lambda dialect: build_run_upsert(dialect, True, RUN_COLUMNS)
+        )
+        upsert = cached(
+            session, ("run upsert", False, "rows"), lambda dialect: build_run_upsert(dialect, False, RUN_COLUMNS)
+        )
+        dialect = dialect_name(session)
         for parents, positions in self._run_rounds(now):
             # Rows in run id order: concurrent transactions lock the runs they share in the same order.
             if parents:
                 parents.sort(key=lambda values: str(values["run_id"]))
-                for run_pk, run_id in await session.execute(placeholders, parents if len(parents) > 1 else parents[0]):
+                for run_pk, run_id in await session.execute(placeholders, bind_rows(dialect, parents, RUN_COLUMNS)):
                     ids[run_id] = run_pk
             if not positions:
                 continue
@@ -98,7 +105,7 @@ class ExecutionBatch:
                 parent = item.record.parent
                 parent_id = ids[parent.run_id] if parent is not None and item.parent_job_id is not None else None
                 rows.append(run_values(item.record, item.job_id, parent_id, now))
-            returned = {row[1]: row for row in await session.execute(upsert, rows if len(rows) > 1 else rows[0])}
+            returned = {row[1]: row for row in await session.execute(upsert, bind_rows(dialect, rows, RUN_COLUMNS))}
             changes: list[dict[str, Any]] = []
             for position in positions:
                 record = pending[position].record
@@ -152,7 +159,10 @@ class ExecutionBatch:
         touching = [
             position for position, item in enumerate(self._pending) if item.record.inputs or item.record.outputs
         ]
-        upsert = cached(session, "run assets upsert", build_run_assets_upsert)
+        upsert = cached(
+            session, ("run assets upsert", "rows"), lambda dialect: build_run_assets_upsert(dialect, RUN_ASSET_COLUMNS)
+        )
+        dialect = dialect_name(session)
         for positions in _rounds([runs[position].id for position in touching]):
             touched = {}
             rows: list[dict[str, Any]] = []
@@ -163,7 +173,7 @@ class ExecutionBatch:
             rows.sort(key=lambda values: (values["run_id"], values["asset_id"], values["role"]))
             changes: list[dict[str, Any]] = []
             for chunk in chunks(rows):
-                for row in await session.execute(upsert, chunk if len(chunk) > 1 else chunk[0]):
+                for row in await session.execute(upsert, bind_rows(dialect, chunk, RUN_ASSET_COLUMNS)):
                     record, facets = touched[row[1]]
                     merge_run_asset(record, facets, row, changes)
             await change_facets(session, _RUN_ASSETS, changes)
@@ -201,22 +211,48 @@ class ExecutionBatch:
                 "asset_ids": [asset_id for _, asset_id in scope],
             },
         )
-        # Runs with outputs in common set their status in the order of their last events; others at once.
-        rounds: list[list[int]] = []
-        last_round: dict[int, int] = {}
+        # Each output's status follows from the runs of the batch that wrote it (see build_batch_output_assets): the
+        # newest of them by event time may take it, in rounds where several share that time.
+        newest: dict[int, list[RecordedRun]] = {}
+        overturned: set[int] = set()
+        completed: dict[int, datetime] = {}
         for run in settling:
-            number = max(
-                (last_round[asset_id] + 1 for asset_id in outputs[run.id] if asset_id in last_round), default=0
-            )
             for asset_id in outputs[run.id]:
-                last_round[asset_id] = number
-            while len(rounds) <= number:
-                rounds.append([])
-            rounds[number].append(run.id)
+                tied = newest.setdefault(asset_id, [run])
+                if run.event_time > tied[0].event_time:
+                    newest[asset_id] = [run]
+                elif run.event_time == tied[0].event_time and run is not tied[0]:
+                    tied.append(run)
+                if run.state == "COMPLETE":
+                    completed[asset_id] = max(completed.get(asset_id, run.state_time), run.state_time)
+                elif run.state in TERMINAL_STATES:
+                    overturned.add(asset_id)
         change = cached(session, "batch output assets", build_batch_output_assets)
-        for run_pks in rounds:
-            pairs = [(run_pk, asset_id) for run_pk in run_pks for asset_id in outputs[run_pk]]
-            await session.execute(
-                change,
-                {"run_pks": [pair[0] for pair in pairs], "asset_ids": [pair[1] for pair in pairs], "now": now},
-            )
+        for number in range(max((len(tied) for tied in newest.values()), default=0)):
+            # Assets in id order: concurrent transactions lock the assets they share in the same order.
+            rows = sorted((asset_id, tied[number].id) for asset_id, tied in newest.items() if len(tied) > number)
+            await session.execute(change, _output_parameters(dialect_name(session), rows, overturned, completed, now))
+
+
+def _output_parameters(
+    dialect: str, rows: list[tuple[int, int]], overturned: set[int], completed: dict[int, datetime], now: datetime
+) -> Any:
+    """The parameters of `build_batch_output_assets` for (asset id, run pk) pairs."""
+    if dialect == "postgresql":
+        return {
+            "run_pks": [run_pk for _, run_pk in rows],
+            "asset_ids": [asset_id for asset_id, _ in rows],
+            "overturned": [asset_id in overturned for asset_id, _ in rows],
+            "completed_ats": [completed.get(asset_id) for asset_id, _ in rows],
+            "now": now,
+        }
+    return [
+        {
+            "run_pk": run_pk,
+            "asset_id": asset_id,
+            "overturned": asset_id in overturned,
+            "completed_at": completed.get(asset_id),
+            "now": now,
+        }
+        for asset_id, run_pk in rows
+    ]

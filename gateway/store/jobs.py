@@ -15,7 +15,7 @@ from gateway.orm import KEY_LENGTH, Job, Run
 from gateway.store.descriptions import merge_described
 from gateway.store.grants import namespace_clause
 from gateway.store.pagination import KeysetOrder, Page, keyset_page
-from gateway.store.sql import cached, dialect_name, insert_for, json_merge_for, one_of
+from gateway.store.sql import bind_rows, cached, dialect_name, insert_for, json_merge_for, one_of
 
 
 def _width(column: Any) -> int:
@@ -80,9 +80,15 @@ def _job_values(
     return values, given
 
 
-def _build_job_upsert(dialect: str, described: Sequence[str], merges_metadata: bool, when_given: bool = False) -> Any:
+def _build_job_upsert(
+    dialect: str,
+    described: Sequence[str],
+    merges_metadata: bool,
+    when_given: bool = False,
+    rows_of: tuple[str, ...] = (),
+) -> Any:
     table: Any = Job.__table__
-    statement = insert_for(dialect, table)
+    statement = insert_for(dialect, table, rows_of)
     stored, new = table.c, statement.excluded
     changes: dict[str, Any] = {"updated_at": new.updated_at, **merge_described(stored, new, described, when_given)}
     if merges_metadata:
@@ -92,6 +98,16 @@ def _build_job_upsert(dialect: str, described: Sequence[str], merges_metadata: b
 
 
 _JOB_ATTRIBUTES = ("type", "description")
+# The columns of the batch's rows (`_job_values` with a time, or none, for each attribute).
+_BATCH_COLUMNS = (
+    "namespace",
+    "name",
+    *_JOB_ATTRIBUTES,
+    *(f"{attribute}_described_at" for attribute in _JOB_ATTRIBUTES),
+    "metadata",
+    "created_at",
+    "updated_at",
+)
 
 
 class JobBatch:
@@ -136,14 +152,16 @@ class JobBatch:
             batch.sort(key=lambda values: (str(values["namespace"]), str(values["name"])))
             for start in range(0, len(batch), 1_000):
                 chunk = batch[start : start + 1_000]
-                for job_id, namespace, name in await session.execute(upsert, chunk if len(chunk) > 1 else chunk[0]):
+                parameters = bind_rows(dialect_name(session), chunk, _BATCH_COLUMNS)
+                for job_id, namespace, name in await session.execute(upsert, parameters):
                     ids[namespace, name] = job_id
         return ids
 
 
 def _build_batch_upsert(dialect: str) -> Any:
     table: Any = Job.__table__
-    return _build_job_upsert(dialect, _JOB_ATTRIBUTES, False, True).returning(table.c.namespace, table.c.name)
+    upsert = _build_job_upsert(dialect, _JOB_ATTRIBUTES, False, True, _BATCH_COLUMNS)
+    return upsert.returning(table.c.namespace, table.c.name)
 
 
 async def read_jobs_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, Job]:

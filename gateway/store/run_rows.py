@@ -96,8 +96,31 @@ class RecordedRun:
     had_outputs: bool
 
 
-def build_run_upsert(dialect: str, placeholder: bool) -> Any:
-    statement = insert_for(dialect, _RUNS)
+# The columns of `run_values`, in order.
+RUN_COLUMNS = (
+    "run_id",
+    "job_id",
+    "parent_id",
+    "state",
+    "started_at",
+    "ended_at",
+    "first_event_time",
+    "event_time",
+    "state_time",
+    "facets",
+    "facet_times",
+    "error_message",
+    "placeholder",
+    "created_at",
+    "updated_at",
+)
+# The columns of `run_asset_rows`, in order.
+RUN_ASSET_COLUMNS = ("run_id", "asset_id", "role", "event_time", "facets", "facet_times")
+
+
+def build_run_upsert(dialect: str, placeholder: bool, rows_of: tuple[str, ...] = ()) -> Any:
+    """The upsert of a run's row (`rows_of`: of many, see `insert_for`)."""
+    statement = insert_for(dialect, _RUNS, rows_of)
     stored, new = _RUNS.c, statement.excluded
     flags = _Placeholder(stored.placeholder, new.placeholder)
     ranked = tuple_(_rank(new.state), new.state_time, new.state) > tuple_(
@@ -197,8 +220,8 @@ async def change_facets(session: AsyncSession, table: Any, changes: list[dict[st
         await session.execute(change, sorted(changes, key=lambda values: values["row_id"]))
 
 
-def build_run_assets_upsert(dialect: str) -> Any:
-    statement = insert_for(dialect, _RUN_ASSETS)
+def build_run_assets_upsert(dialect: str, rows_of: tuple[str, ...] = ()) -> Any:
+    statement = insert_for(dialect, _RUN_ASSETS, rows_of)
     stored, new = _RUN_ASSETS.c, statement.excluded
     return statement.on_conflict_do_update(
         index_elements=["run_id", "asset_id", "role"],

@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, exists, func, or_, select, tuple_, update
+from sqlalchemy import BigInteger, Boolean, and_, bindparam, case, exists, func, or_, select, tuple_, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.orm import TERMINAL_STATES, Asset, LineageEdge, Run, RunAsset
@@ -182,23 +183,32 @@ def _build_output_assets(dialect: str, outcome: str) -> Any:
 
 
 def build_batch_output_assets(dialect: str) -> Any:
-    """`_build_output_assets` for many runs at once, each in its own state (no asset is an output of two). The
-    parameters `run_pks` and `asset_ids` are parallel lists: each run with each of its outputs."""
+    """The status of many assets, each from the runs of a batch that wrote it: `run_pk` the one of them that may
+    take its status (the newest by event time; one round each where several share that time), `overturned`
+    whether any of them ended failed (its last success is then recomputed, and no success of the batch can be
+    later), `completed_at` the latest state time of those that completed. The result is the one of settling
+    each run in turn (see `_build_output_assets`). On Postgres one statement over parallel arrays (`run_pks`,
+    `asset_ids`, `overturned`, `completed_ats`), on SQLite an executemany of the same update, one asset a row."""
     run, holder = _RUNS.alias("settled"), _RUNS.alias("holder")
     stored = _ASSETS.c
     if dialect == "postgresql":
-        # The pairs are known: read from two arrays, the plan needs no statistics of run_assets (a table just
-        # loaded may have none, and Postgres then chose to read all of it).
-        pair = id_pairs("run_pks", "asset_ids", "pair")
-        outputs = [run.c.id == pair.c.run_pks, stored.id == pair.c.asset_ids]
+        given = (
+            func.unnest(
+                bindparam("run_pks", type_=postgresql.ARRAY(BigInteger())),
+                bindparam("asset_ids", type_=postgresql.ARRAY(BigInteger())),
+                bindparam("overturned", type_=postgresql.ARRAY(Boolean())),
+                bindparam("completed_ats", type_=postgresql.ARRAY(_RUNS.c.state_time.type)),
+            )
+            .table_valued("run_pk", "asset_id", "overturned", "completed_at")
+            .render_derived(name="given")
+        )
+        run_pk, asset_id = given.c.run_pk, given.c.asset_id
+        overturned, completed_at = given.c.overturned, given.c.completed_at
     else:
-        output = _RUN_ASSETS.alias("settled_output")
-        outputs = [
-            in_list(dialect, run.c.id, "run_pks"),
-            output.c.run_id == run.c.id,
-            output.c.role == "output",
-            output.c.asset_id == stored.id,
-        ]
+        run_pk = bindparam("run_pk", type_=_RUNS.c.id.type)
+        asset_id = bindparam("asset_id", type_=_ASSETS.c.id.type)
+        overturned = bindparam("overturned", type_=Boolean())
+        completed_at = bindparam("completed_at", type_=_RUNS.c.state_time.type)
     older = select(holder.c.id).where(
         holder.c.id == stored.last_run_id,
         tuple_(holder.c.event_time, holder.c.run_id) < tuple_(run.c.event_time, run.c.run_id),
@@ -215,22 +225,19 @@ def build_batch_output_assets(dialect: str) -> Any:
         )
         .scalar_subquery()
     )
+    recomputes = and_(overturned, stored.last_materialized_at.is_distinct_from(latest_success))
     materializes = and_(
-        run.c.state == "COMPLETE",
-        or_(stored.last_materialized_at.is_(None), stored.last_materialized_at < run.c.state_time),
-    )
-    recomputes = and_(
-        run.c.state.in_([state for state in TERMINAL_STATES if state != "COMPLETE"]),
-        stored.last_materialized_at.is_distinct_from(latest_success),
+        completed_at.is_not(None),
+        or_(stored.last_materialized_at.is_(None), stored.last_materialized_at < completed_at),
     )
     return (
         update(_ASSETS)
-        .where(*outputs, or_(takes_status, materializes, recomputes))
+        .where(run.c.id == run_pk, stored.id == asset_id, or_(takes_status, materializes, recomputes))
         .values(
             last_run_id=case((takes_status, run.c.id), else_=stored.last_run_id),
             last_status=case((takes_status, run.c.state), else_=stored.last_status),
             last_materialized_at=case(
-                (materializes, run.c.state_time), (recomputes, latest_success), else_=stored.last_materialized_at
+                (recomputes, latest_success), (materializes, completed_at), else_=stored.last_materialized_at
             ),
             updated_at=bindparam("now", type_=_ASSETS.c.updated_at.type),
         )

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, ColumnElement, String, Table, any_, bindparam, func
+from sqlalchemy import BigInteger, ColumnElement, String, Table, Text, any_, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
@@ -95,12 +95,36 @@ def insert(session: AsyncSession, table: Any) -> Any:
     return insert_for(dialect_name(session), table)
 
 
-def insert_for(dialect: str, table: Any) -> Any:
-    """An INSERT that supports ON CONFLICT on the named dialect."""
+def insert_for(dialect: str, table: Any, rows_of: Sequence[str] = ()) -> Any:
+    """An INSERT that supports ON CONFLICT on the named dialect.
+
+    With `rows_of` (column names), one execution inserts the many rows `bind_rows` binds. On Postgres they come
+    as one array per column, read by unnest: a short statement, prepared once and planned in no time whatever
+    the number of rows, where a VALUES list of a thousand rows binds thousands of parameters and is parsed and
+    planned again at each execution (too big to keep prepared). On SQLite, the executemany of a plain INSERT."""
     target: Table = getattr(table, "__table__", table)
-    if dialect == "postgresql":
+    if dialect != "postgresql":
+        return sqlite.insert(target)
+    if not rows_of:
         return postgresql.insert(target)
-    return sqlite.insert(target)
+    # One dimension: a JSON list is one value, not a nested array.
+    arrays = [
+        bindparam(name, type_=postgresql.ARRAY(_element_type(target.c[name].type), dimensions=1)) for name in rows_of
+    ]
+    given = func.unnest(*arrays).table_valued(*rows_of).render_derived(name="given")
+    return postgresql.insert(target).from_select(list(rows_of), select(*(given.c[name] for name in rows_of)))
+
+
+def _element_type(column_type: Any) -> Any:
+    # A collation belongs to the column, not to the array that carries its values.
+    return String() if isinstance(column_type, String) and not isinstance(column_type, Text) else column_type
+
+
+def bind_rows(dialect: str, rows: Sequence[Mapping[str, Any]], rows_of: Sequence[str]) -> Any:
+    """The parameters with which an `insert_for(dialect, table, rows_of)` inserts `rows`."""
+    if dialect == "postgresql":
+        return {name: [row[name] for row in rows] for name in rows_of}
+    return rows if len(rows) > 1 else rows[0]
 
 
 _STATEMENTS: dict[tuple[str, Hashable], Any] = {}
