@@ -225,7 +225,9 @@ class ExecutionBatch:
                     tied.append(run)
                 if run.state == "COMPLETE":
                     completed[asset_id] = max(completed.get(asset_id, run.state_time), run.state_time)
-                elif run.state in TERMINAL_STATES:
+                elif run.state in TERMINAL_STATES and run.had_outputs:
+                    # Only a run that was settled with outputs before this batch can have set their last success
+                    # (a batch settles each run once, from its last state): recomputing it elsewhere changes nothing.
                     overturned.add(asset_id)
         change = cached(session, "batch output assets", build_batch_output_assets)
         for number in range(max((len(tied) for tied in newest.values()), default=0)):
