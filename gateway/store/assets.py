@@ -99,8 +99,8 @@ async def ensure_assets(session: AsyncSession, keys: Iterable[str], now: datetim
     if not wanted:
         return {}
     # Aliases and keys in one lookup; an alias wins over a key, as when aliases were resolved first.
-    found = sorted(await lookup_identifiers(session, wanted), key=lambda row: row[3])
-    resolved = {identifier: asset_id for identifier, asset_id, _, _ in found}
+    found = sorted(await lookup_identifiers(session, wanted), key=lambda row: row.by_alias)
+    resolved = {row.identifier: row.asset_id for row in found}
     missing = [key for key in wanted if key not in resolved]
     if missing:
         rows = [

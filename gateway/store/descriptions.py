@@ -85,31 +85,51 @@ class Described:
     ids: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Found:
+    """An identifier that names a stored asset, by its key or as an alias."""
+
+    identifier: str
+    asset_id: int
+    key: str
+    by_alias: bool
+    deleted_at: datetime | None
+
+
 def _build_resolve(dialect: str) -> Any:
     identifiers = bindparam("identifiers", expanding=True, type_=_ASSETS.c.key.type)
-    by_key = select(_ASSETS.c.key, _ASSETS.c.id, _ASSETS.c.key, literal(False)).where(_ASSETS.c.key.in_(identifiers))
+    asset = (_ASSETS.c.id, _ASSETS.c.key)
+    by_key = select(_ASSETS.c.key, *asset, literal(False), _ASSETS.c.deleted_at).where(_ASSETS.c.key.in_(identifiers))
     by_alias = (
-        select(_ALIASES.c.alias, _ASSETS.c.id, _ASSETS.c.key, literal(True))
+        select(_ALIASES.c.alias, *asset, literal(True), _ASSETS.c.deleted_at)
         .select_from(_ALIASES.join(_ASSETS, _ASSETS.c.id == _ALIASES.c.asset_id))
         .where(_ALIASES.c.alias.in_(identifiers))
     )
     return union_all(by_key, by_alias)
 
 
-async def lookup_identifiers(session: AsyncSession, identifiers: Sequence[str]) -> list[tuple[str, int, str, bool]]:
-    """(identifier, asset id, asset key, whether the identifier is an alias) for each identifier that is an
-    asset's key or an alias, in one statement."""
+async def lookup_identifiers(session: AsyncSession, identifiers: Sequence[str]) -> list[Found]:
+    """Each identifier that is an asset's key or an alias, with its asset, in one statement."""
     rows = await session.execute(cached(session, "resolve", _build_resolve), {"identifiers": list(identifiers)})
-    return [(identifier, asset_id, key, bool(by_alias)) for identifier, asset_id, key, by_alias in rows]
+    return [Found(name, asset_id, key, bool(alias), deleted) for name, asset_id, key, alias, deleted in rows]
 
 
-async def _resolve(session: AsyncSession, identifiers: list[str]) -> dict[str, tuple[int, str]]:
-    """identifier -> (asset id, asset key), for identifiers that are asset keys or aliases."""
+# Asset key -> (id, deleted_at) of the assets a lookup found.
+Stored = dict[str, tuple[int, datetime | None]]
+
+
+def _stored(found: Sequence[Found]) -> Stored:
+    return {row.key: (row.asset_id, row.deleted_at) for row in found}
+
+
+async def _resolve(session: AsyncSession, identifiers: list[str]) -> tuple[dict[str, tuple[int, str]], Stored]:
+    """identifier -> (asset id, asset key), for identifiers that are asset keys or aliases; and those assets."""
     found: dict[str, tuple[int, str]] = {}
+    rows = await lookup_identifiers(session, identifiers)
     # An identifier that is an asset's key names that asset, even should it also be an alias of another.
-    for identifier, asset_id, key, _ in sorted(await lookup_identifiers(session, identifiers), key=lambda row: row[3]):
-        found.setdefault(identifier, (asset_id, key))
-    return found
+    for row in sorted(rows, key=lambda row: row.by_alias):
+        found.setdefault(row.identifier, (row.asset_id, row.key))
+    return found, _stored(rows)
 
 
 async def apply_descriptions(
@@ -119,19 +139,15 @@ async def apply_descriptions(
     identifiers = _identifiers(descriptions)
     if not identifiers:
         return Described()
-    known = await _resolve(session, identifiers)
+    known, stored = await _resolve(session, identifiers)
     planned = _targets(descriptions, known)
     if planned is None:
-        return await _describe_one_by_one(session, descriptions, known, event_time, now)
+        return await _describe_one_by_one(session, descriptions, known, stored, event_time, now)
     applied, described = planned
     rows = [_values(key, d, event_time, now) for key, d in applied]
-    described.ids = await _upsert_described(session, rows, _ids_by_key(known))
+    described.ids = await _upsert_described(session, rows, stored)
     await _add_aliases(session, _new_aliases(described, known), described.ids, now)
     return described
-
-
-def _ids_by_key(known: Mapping[str, tuple[int, str]]) -> dict[str, int]:
-    return {key: asset_id for asset_id, key in known.values()}
 
 
 def _identifiers(descriptions: Sequence[AssetDescription]) -> list[str]:
@@ -169,6 +185,7 @@ async def _describe_one_by_one(
     session: AsyncSession,
     descriptions: Sequence[AssetDescription],
     known: dict[str, tuple[int, str]],
+    stored: Stored,
     event_time: datetime,
     now: datetime,
 ) -> Described:
@@ -182,9 +199,12 @@ async def _describe_one_by_one(
                 for identifier, (asset_id, key) in known.items()
                 if identifier != target
             }
+            if target in stored:
+                held = stored[target]
+                stored = {key: value for key, value in stored.items() if key != target} | {description.key: held}
             target = description.key
         rows = [_values(target, description, event_time, now)]
-        described.ids |= await _upsert_described(session, rows, _ids_by_key(known))
+        described.ids |= await _upsert_described(session, rows, stored)
         for identifier in (description.key, *description.aliases):
             described.keys[identifier] = target
     await _add_aliases(session, _new_aliases(described, known), described.ids, now)
@@ -254,9 +274,10 @@ _DESCRIPTION_COLUMNS = (
 def _build_description_upsert(dialect: str) -> Any:
     """One shape for every description: an attribute it does not give comes with no time, and keeps its value.
 
-    An asset the description would not change (a dataset a run merely names, a description no newer than the
-    stored one) is locked but not rewritten: no new row version in every index of the table, no entry in the
-    change feed, `updated_at` as it was. Such a row is not returned."""
+    An asset the description would not change (a description no newer than the stored one) is locked but not
+    rewritten: no new row version in every index of the table, no entry in the change feed, `updated_at` as it
+    was. Such a row is not returned. (A description that gives no attribute only creates or revives: see
+    `_upsert_described`.)"""
     statement = insert_for(dialect, _ASSETS, _DESCRIPTION_COLUMNS)
     stored, new = _ASSETS.c, statement.excluded
     changes: dict[str, Any] = merge_described(stored, new, DESCRIBED_ATTRIBUTES, when_given=True)
@@ -270,7 +291,6 @@ def _build_description_upsert(dialect: str) -> Any:
             for attribute in DESCRIBED_ATTRIBUTES
         ),
         revives,
-        or_(stored.described_at.is_(None), new.described_at > stored.described_at) & new.described_at.is_not(None),
     )
     upsert = statement.on_conflict_do_update(index_elements=["key"], set_=changes, where=changes_anything)
     return upsert.returning(stored.key, stored.id)
@@ -305,18 +325,33 @@ def _values(
     }
 
 
-async def _upsert_described(
-    session: AsyncSession, rows: Sequence[dict[str, Any]], known_ids: Mapping[str, int]
-) -> dict[str, int]:
-    """Upsert the rows in their order; asset key -> id (of an asset left as it was, from `known_ids`, the ids
+def _gives(values: Mapping[str, Any]) -> bool:
+    return any(values[f"{attribute}_described_at"] is not None for attribute in DESCRIBED_ATTRIBUTES)
+
+
+async def _upsert_described(session: AsyncSession, rows: Sequence[dict[str, Any]], stored: Stored) -> dict[str, int]:
+    """Upsert the rows in their order; asset key -> id (of an asset left as it was, from `stored`, the assets
     read before, or read now).
 
+    A row that gives no attribute (a dataset an event merely names) creates the asset, with no time of
+    description, or brings back a deleted one named after its deletion; it leaves any other asset as it is.
     One statement takes at most one row of an asset (Postgres updates a row once per statement), so the rows of
     an asset named twice go out in rounds, in their order. The same row again changes nothing and is left out.
     """
     rounds: list[list[dict[str, Any]]] = []
     seen: dict[str, list[dict[str, Any]]] = {}
+    revived: dict[int, dict[str, Any]] = {}
     for values in rows:
+        if not _gives(values):
+            held = stored.get(values["key"])
+            if held is None:
+                values = {**values, "described_at": None}
+            else:
+                asset_id, deleted_at = held
+                named_at = values["described_at"]
+                if deleted_at is not None and named_at is not None and named_at > deleted_at:
+                    revived[asset_id] = {"asset_id": asset_id, "named_at": named_at, "now": values["updated_at"]}
+                continue
         earlier_ones = seen.setdefault(values["key"], [])
         if values in earlier_ones:
             continue
@@ -334,12 +369,24 @@ async def _upsert_described(
             parameters = bind_rows(dialect_name(session), chunk, _DESCRIPTION_COLUMNS)
             for key, asset_id in await session.execute(upsert, parameters):
                 ids[key] = asset_id
-    unchanged = [key for key in seen if key not in ids]
-    ids |= {key: known_ids[key] for key in unchanged if key in known_ids}
-    # Created by another transaction since the ids were read: its row was there to lock, but not returned.
-    if missing := [key for key in unchanged if key not in ids]:
+    if revived:
+        revive = cached(session, "revive named assets", _build_revive)
+        await session.execute(revive, [revived[asset_id] for asset_id in sorted(revived)])
+    for key in {values["key"] for values in rows} - ids.keys():
+        if key in stored:
+            ids[key] = stored[key][0]
+    # Created by another transaction since the assets were read: its row was there to lock, but not returned.
+    if missing := sorted({values["key"] for values in rows} - ids.keys()):
         ids |= await _ids_of(session, missing)
     return ids
+
+
+def _build_revive(dialect: str) -> Any:
+    return (
+        update(_ASSETS)
+        .where(_ASSETS.c.id == bindparam("asset_id"), _ASSETS.c.deleted_at < bindparam("named_at"))
+        .values(deleted_at=None, updated_at=bindparam("now"))
+    )
 
 
 async def _ids_of(session: AsyncSession, keys: Sequence[str]) -> dict[str, int]:
@@ -366,10 +413,10 @@ class DescriptionBatch:
     description wins does not depend on their order, so the result is the one of applying them in turn.
     """
 
-    def __init__(self, found: Sequence[tuple[str, int, str, bool]]) -> None:
-        self._keys = {identifier for identifier, _, _, by_alias in found if not by_alias}
-        self._ids = {key: asset_id for _, asset_id, key, _ in found}
-        self._aliases = {identifier: key for identifier, _, key, by_alias in found if by_alias}
+    def __init__(self, found: Sequence[Found]) -> None:
+        self._keys = {row.identifier for row in found if not row.by_alias}
+        self._stored = _stored(found)
+        self._aliases = {row.identifier: row.key for row in found if row.by_alias}
         self._touches: dict[str, list[_Touch]] = {}
         self._new_aliases: list[tuple[str, str]] = []
         self._described: list[Described] = []
@@ -378,7 +425,7 @@ class DescriptionBatch:
     async def load(session: AsyncSession, identifiers: Sequence[str]) -> DescriptionBatch:
         """A batch whose events name these identifiers (asset keys, aliases, or neither yet)."""
         wanted = sorted(set(identifiers))
-        found: list[tuple[str, int, str, bool]] = []
+        found: list[Found] = []
         # Each identifier is bound twice (keys and aliases).
         for start in range(0, len(wanted), 10_000):
             found += await lookup_identifiers(session, wanted[start : start + 10_000])
@@ -435,7 +482,7 @@ class DescriptionBatch:
             ]
             kept: set[int] = set()
             if described:
-                # The newest description sets the time of the asset's description, and may revive it.
+                # The newest description may revive the asset.
                 kept.add(max(described, key=lambda touch: (touch[1], -touch[0]))[0])
             for attribute in DESCRIBED_ATTRIBUTES:
                 giving = [(position, moment) for position, moment, given in described if attribute in given]
@@ -448,7 +495,7 @@ class DescriptionBatch:
     async def apply(self, session: AsyncSession, now: datetime) -> bool:
         """Write the planned descriptions and aliases, and fill in the ids of what each event named. False when
         the database held an alias the plan did not know (another transaction added it meanwhile)."""
-        ids = await _upsert_described(session, self._rows(now), self._ids)
+        ids = await _upsert_described(session, self._rows(now), self._stored)
         added = await _add_aliases(session, self._new_aliases, ids, now)
         for described in self._described:
             described.ids = {target: ids[target] for target in described.keys.values()}
