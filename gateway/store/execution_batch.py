@@ -25,7 +25,13 @@ from gateway.store.run_rows import (
     run_values,
     touched_datasets,
 )
-from gateway.store.run_settle import build_batch_edges, build_batch_output_assets, build_batch_retire, build_outputs_of
+from gateway.store.run_settle import (
+    batch_edges_parameters,
+    build_batch_edges,
+    build_batch_output_assets,
+    build_batch_retire,
+    build_outputs_of,
+)
 from gateway.store.sql import bind_rows, cached, dialect_name
 
 _RUNS: Any = Run.__table__
@@ -192,11 +198,9 @@ class ExecutionBatch:
         if not settling:
             return
         feeding = [run for run in settling if run.id in reading]
-        edges = cached(session, "batch edges", build_batch_edges)
-        for positions in _rounds([run.job_id for run in feeding]):
-            await session.execute(
-                edges, {"run_pks": [feeding[position].id for position in positions], "edge_origin": "run"}
-            )
+        if feeding:
+            edges = cached(session, "batch edges", build_batch_edges)
+            await session.execute(edges, batch_edges_parameters(dialect_name(session), [run.id for run in feeding]))
         outputs: dict[int, list[int]] = {run.id: [] for run in settling}
         found = await session.execute(cached(session, "outputs of", build_outputs_of), {"run_pks": list(outputs)})
         for run_pk, asset_id in found:

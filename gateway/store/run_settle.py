@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, and_, bindparam, case, exists, func, or_, select, tuple_, update
+import orjson
+from sqlalchemy import BigInteger, Boolean, String, and_, bindparam, case, exists, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -268,35 +269,73 @@ async def update_output_assets(session: AsyncSession, run: RecordedRun, now: dat
 
 
 def build_batch_edges(dialect: str) -> Any:
-    """`_build_run_edges` for many runs at once (each of another job: their edges are other rows)."""
+    """The edges of many runs at once, as `_build_run_edges` of each in turn would leave them: `run_pks` in the
+    order of the runs' last events. Runs of one job share their edges' rows: each edge takes the earliest first
+    time, the latest time, and the run that saw it then (of those, the one settled last), in one statement."""
     upstream, downstream = _RUN_ASSETS.alias("upstream"), _RUN_ASSETS.alias("downstream")
     run = _RUNS.alias("run")
+    if dialect == "postgresql":
+        fed = (
+            func.unnest(bindparam("run_pks", type_=postgresql.ARRAY(BigInteger())))
+            .table_valued("run_pk", with_ordinality="position")
+            .render_derived(name="fed")
+        )
+        run_pk, position = fed.c.run_pk, fed.c.position
+    else:
+        # SQLite has no arrays: the run ids as one JSON array, each with its index.
+        fed = func.json_each(bindparam("run_pks_json", type_=String())).table_valued("key", "value").alias("fed")
+        run_pk, position = fed.c.value, fed.c.key
+    edge = (upstream.c.asset_id, downstream.c.asset_id, run.c.job_id)
     pairs = (
         select(
-            upstream.c.asset_id,
-            downstream.c.asset_id,
+            upstream.c.asset_id.label("upstream_id"),
+            downstream.c.asset_id.label("downstream_id"),
             run.c.job_id,
-            bindparam("edge_origin", type_=_EDGES.c.origin.type),
-            run.c.first_event_time,
-            run.c.event_time,
-            run.c.id,
+            func.min(run.c.first_event_time).over(partition_by=edge).label("first_seen_at"),
+            func.max(run.c.event_time).over(partition_by=edge).label("last_seen_at"),
+            run.c.id.label("last_run_id"),
+            func.row_number()
+            .over(partition_by=edge, order_by=(run.c.event_time.desc(), position.desc()))
+            .label("newest"),
         )
+        .select_from(fed)
         .where(
-            in_list(dialect, run.c.id, "run_pks"),
+            run.c.id == run_pk,
             upstream.c.run_id == run.c.id,
             upstream.c.role == "input",
             downstream.c.run_id == run.c.id,
             downstream.c.role == "output",
             upstream.c.asset_id != downstream.c.asset_id,
         )
-        .order_by(upstream.c.asset_id, downstream.c.asset_id, run.c.job_id)
+        .subquery("pairs")
     )
-    statement = insert_for(dialect, _EDGES).from_select(list(EDGE_COLUMNS), pairs)
+    rows = (
+        select(
+            pairs.c.upstream_id,
+            pairs.c.downstream_id,
+            pairs.c.job_id,
+            bindparam("edge_origin", type_=_EDGES.c.origin.type),
+            pairs.c.first_seen_at,
+            pairs.c.last_seen_at,
+            pairs.c.last_run_id,
+        )
+        # A WHERE clause (never a JOIN ... ON) keeps SQLite's INSERT ... SELECT ... ON CONFLICT unambiguous.
+        .where(pairs.c.newest == 1)
+        .order_by(pairs.c.upstream_id, pairs.c.downstream_id, pairs.c.job_id)
+    )
+    statement = insert_for(dialect, _EDGES).from_select(list(EDGE_COLUMNS), rows)
     return statement.on_conflict_do_update(
         index_elements=["upstream_id", "downstream_id", "job_id"],
         index_where=_EDGES.c.job_id.is_not(None),
         set_=edge_changes(_EDGES.c, statement.excluded, observed=True),
     )
+
+
+def batch_edges_parameters(dialect: str, run_pks: list[int]) -> dict[str, Any]:
+    """The parameters of `build_batch_edges` for runs in the order of their last events."""
+    if dialect == "postgresql":
+        return {"run_pks": run_pks, "edge_origin": "run"}
+    return {"run_pks_json": orjson.dumps(run_pks).decode(), "edge_origin": "run"}
 
 
 def build_batch_retire(dialect: str) -> Any:
