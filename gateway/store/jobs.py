@@ -6,13 +6,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, false, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.auth import NamespaceGrants
 from gateway.errors import InvalidInput
 from gateway.orm import KEY_LENGTH, Job, Run
-from gateway.store.descriptions import merge_described
+from gateway.store.descriptions import merge_described, newest_wins
 from gateway.store.grants import namespace_clause
 from gateway.store.pagination import KeysetOrder, Page, keyset_page
 from gateway.store.sql import bind_rows, cached, dialect_name, insert_for, json_merge_for, one_of
@@ -42,12 +42,22 @@ async def upsert_job(
     metadata: dict[str, Any] | None = None,
     described_at: datetime | None = None,
 ) -> int:
-    """Create or touch a job. `type` and `description` follow the newest event that gave them
-    (`described_at`, default now), whatever order events arrive in."""
+    """Create or describe a job. `type` and `description` follow the newest event that gave them
+    (`described_at`, default now), whatever order events arrive in; a job that is there already and that
+    nothing describes (a run names its job) is left as it is."""
     values, given = _job_values(namespace, name, now, type, description, metadata, described_at)
+    if not given and not metadata:
+        stored = await read_job_ids(session, [(namespace, name)])
+        if stored:
+            return stored[namespace, name]
     shape = ("job upsert", given, bool(metadata))
-    upsert = cached(session, shape, lambda dialect: _build_job_upsert(dialect, given, bool(metadata)))
-    job_id: int = (await session.execute(upsert, values)).scalar_one()
+    upsert = cached(
+        session, shape, lambda dialect: _build_job_upsert(dialect, given, bool(metadata), when_described=not metadata)
+    )
+    job_id: int | None = (await session.execute(upsert, values)).scalar_one_or_none()
+    if job_id is None:
+        # There, and described by something newer: left as it is.
+        return (await read_job_ids(session, [(namespace, name)]))[namespace, name]
     return job_id
 
 
@@ -86,14 +96,21 @@ def _build_job_upsert(
     merges_metadata: bool,
     when_given: bool = False,
     rows_of: tuple[str, ...] = (),
+    when_described: bool = False,
 ) -> Any:
+    """The upsert of a job (`rows_of`: of many, see `insert_for`). `when_described` leaves a job whose
+    attributes the row does not change as it is, and does not return it."""
     table: Any = Job.__table__
     statement = insert_for(dialect, table, rows_of)
     stored, new = table.c, statement.excluded
     changes: dict[str, Any] = {"updated_at": new.updated_at, **merge_described(stored, new, described, when_given)}
     if merges_metadata:
         changes["metadata"] = json_merge_for(dialect, stored.metadata, new.metadata)
-    statement = statement.on_conflict_do_update(index_elements=["namespace", "name"], set_=changes)
+    changed = None
+    if when_described:
+        wins = (and_(new[f"{name}_described_at"].is_not(None), newest_wins(stored, new, name)) for name in described)
+        changed = or_(false(), *wins)
+    statement = statement.on_conflict_do_update(index_elements=["namespace", "name"], set_=changes, where=changed)
     return statement.returning(table.c.id)
 
 
@@ -132,10 +149,12 @@ class JobBatch:
         self._touches.setdefault((namespace, name), []).append((values, given, described_at or now))
 
     async def apply(self, session: AsyncSession) -> dict[tuple[str, str], int]:
-        """Upsert the planned jobs; (namespace, name) -> id."""
+        """Upsert the planned jobs; (namespace, name) -> id. A job that is there already and that no event
+        describes (a run names its job) is left as it is."""
+        stored = await read_job_ids(session, list(self._touches))
         rounds: list[list[dict[str, Any]]] = []
-        for (first, _, _), *rest in self._touches.values():
-            rows = [first]
+        for name, ((first, first_given, _), *rest) in self._touches.items():
+            rows = [first] if first_given or name not in stored else []
             for attribute in _JOB_ATTRIBUTES:
                 giving = [(values, moment) for values, given, moment in rest if attribute in given]
                 newest = max((moment for _, moment in giving), default=None)
@@ -155,12 +174,16 @@ class JobBatch:
                 parameters = bind_rows(dialect_name(session), chunk, _BATCH_COLUMNS)
                 for job_id, namespace, name in await session.execute(upsert, parameters):
                     ids[namespace, name] = job_id
+        ids |= {name: job_id for name, job_id in stored.items() if name not in ids}
+        # Created by another transaction since they were read: locked by the upsert, but not returned.
+        if missing := [name for name in self._touches if name not in ids]:
+            ids |= await read_job_ids(session, missing)
         return ids
 
 
 def _build_batch_upsert(dialect: str) -> Any:
     table: Any = Job.__table__
-    upsert = _build_job_upsert(dialect, _JOB_ATTRIBUTES, False, True, _BATCH_COLUMNS)
+    upsert = _build_job_upsert(dialect, _JOB_ATTRIBUTES, False, True, _BATCH_COLUMNS, when_described=True)
     return upsert.returning(table.c.namespace, table.c.name)
 
 
@@ -174,6 +197,23 @@ async def read_jobs_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[in
 # (namespace, name) pairs looked up per statement: their namespaces and names stay far below the bind parameter
 # limits (32,767 for asyncpg, 32,766 for a default SQLite build), whatever a request asks for.
 NAMES_PER_STATEMENT = 5_000
+
+
+async def read_job_ids(session: AsyncSession, names: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """(namespace, name) -> id of the jobs there are (two lists of names, as `read_jobs_by_names`)."""
+    wanted = sorted(set(names))
+    found: dict[tuple[str, str], int] = {}
+    for start in range(0, len(wanted), NAMES_PER_STATEMENT):
+        chunk = wanted[start : start + NAMES_PER_STATEMENT]
+        statement = select(Job.id, Job.namespace, Job.name).where(
+            one_of(session, Job.namespace, (pair[0] for pair in chunk)),
+            one_of(session, Job.name, (pair[1] for pair in chunk)),
+        )
+        asked = set(chunk)
+        for job_id, namespace, name in await session.execute(statement):
+            if (namespace, name) in asked:
+                found[namespace, name] = job_id
+    return found
 
 
 async def read_jobs_by_names(session: AsyncSession, names: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Job]:
