@@ -131,7 +131,8 @@ class Asset(Base):
     last_run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
     last_status: Mapped[str | None] = mapped_column(String(16))
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # Event time of the newest description applied (a declaration counts as one made when it was made).
+    # Event time of the newest description that gave an attribute (a declaration counts as one made when it was
+    # made); none for an asset that events have only named.
     described_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Per attribute, the time of the description that set it: the newest wins each one, in any arrival order.
     type_described_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
