@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.keys import split_key, validate_key
 from gateway.orm import Asset, AssetAlias
-from gateway.store.sql import bind_rows, cached, dialect_name, insert_for, later, one_of
+from gateway.store.sql import bind_rows, cached, dialect_name, insert_for, later
 
 _LISTS = ("owners", "tags", "fields")
 _SCALARS = ("type", "description")
@@ -377,7 +377,8 @@ async def _upsert_described(session: AsyncSession, rows: Sequence[dict[str, Any]
             ids[key] = stored[key][0]
     # Created by another transaction since the assets were read: its row was there to lock, but not returned.
     if missing := sorted({values["key"] for values in rows} - ids.keys()):
-        ids |= await _ids_of(session, missing)
+        found = _stored(await lookup_identifiers(session, missing))
+        ids |= {key: found[key][0] for key in missing}
     return ids
 
 
@@ -387,11 +388,6 @@ def _build_revive(dialect: str) -> Any:
         .where(_ASSETS.c.id == bindparam("asset_id"), _ASSETS.c.deleted_at < bindparam("named_at"))
         .values(deleted_at=None, updated_at=bindparam("now"))
     )
-
-
-async def _ids_of(session: AsyncSession, keys: Sequence[str]) -> dict[str, int]:
-    rows = await session.execute(select(_ASSETS.c.key, _ASSETS.c.id).where(one_of(session, _ASSETS.c.key, keys)))
-    return {str(key): int(asset_id) for key, asset_id in rows}
 
 
 @dataclass

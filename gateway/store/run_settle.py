@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.orm import TERMINAL_STATES, Asset, LineageEdge, Run, RunAsset
 from gateway.store.run_rows import RecordedRun
-from gateway.store.sql import cached, earlier, id_pairs, in_list, insert_for, later
+from gateway.store.sql import cached, earlier, in_list, insert_for, later, parallel_arrays
 
 _RUNS: Any = Run.__table__
 _RUN_ASSETS: Any = RunAsset.__table__
@@ -193,18 +193,15 @@ def build_batch_output_assets(dialect: str) -> Any:
     run, holder = _RUNS.alias("settled"), _RUNS.alias("holder")
     stored = _ASSETS.c
     if dialect == "postgresql":
-        given = (
-            func.unnest(
-                bindparam("run_pks", type_=postgresql.ARRAY(BigInteger())),
-                bindparam("asset_ids", type_=postgresql.ARRAY(BigInteger())),
-                bindparam("overturned", type_=postgresql.ARRAY(Boolean())),
-                bindparam("completed_ats", type_=postgresql.ARRAY(_RUNS.c.state_time.type)),
-            )
-            .table_valued("run_pk", "asset_id", "overturned", "completed_at")
-            .render_derived(name="given")
-        )
-        run_pk, asset_id = given.c.run_pk, given.c.asset_id
-        overturned, completed_at = given.c.overturned, given.c.completed_at
+        arrays = {
+            "run_pks": BigInteger(),
+            "asset_ids": BigInteger(),
+            "overturned": Boolean(),
+            "completed_ats": _RUNS.c.state_time.type,
+        }
+        given = parallel_arrays("given", arrays)
+        run_pk, asset_id = given.c.run_pks, given.c.asset_ids
+        overturned, completed_at = given.c.overturned, given.c.completed_ats
     else:
         run_pk = bindparam("run_pk", type_=_RUNS.c.id.type)
         asset_id = bindparam("asset_id", type_=_ASSETS.c.id.type)
@@ -343,7 +340,7 @@ def build_batch_retire(dialect: str) -> Any:
     from the parallel lists `job_ids` and `asset_ids` (each run's job with each of its outputs, as read already:
     no statistics of run_assets needed), on SQLite from `run_pks`."""
     if dialect == "postgresql":
-        pair = id_pairs("job_ids", "asset_ids", "scope")
+        pair = parallel_arrays("scope", {"job_ids": BigInteger(), "asset_ids": BigInteger()})
         scope = [_EDGES.c.job_id == pair.c.job_ids, _EDGES.c.downstream_id == pair.c.asset_ids]
     else:
         run, output = _RUNS.alias("scope_run"), _RUN_ASSETS.alias("scope_output")

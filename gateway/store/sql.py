@@ -77,17 +77,12 @@ def in_list(dialect: str, column: Any, name: str) -> ColumnElement[bool]:
     return column.in_(bindparam(name, expanding=True, type_=column.type))  # type: ignore[no-any-return]
 
 
-def id_pairs(first: str, second: str, name: str) -> Any:
-    """Postgres: the rows (first, second) of two parallel integer arrays bound as `first` and `second`, as a table
-    `name` with those columns (`unnest`). Pairs already known need no join, nor statistics for one."""
-    return (
-        func.unnest(
-            bindparam(first, type_=postgresql.ARRAY(BigInteger())),
-            bindparam(second, type_=postgresql.ARRAY(BigInteger())),
-        )
-        .table_valued(first, second)
-        .render_derived(name=name)
-    )
+def parallel_arrays(name: str, columns: Mapping[str, Any]) -> Any:
+    """Postgres: the rows of parallel arrays, each bound under its column's name (of that column's type), as a
+    table `name` read by unnest. Rows already known need no join, nor statistics for one. One dimension: a JSON
+    list is one value, not a nested array."""
+    arrays = [bindparam(column, type_=postgresql.ARRAY(element, dimensions=1)) for column, element in columns.items()]
+    return func.unnest(*arrays).table_valued(*columns).render_derived(name=name)
 
 
 def insert(session: AsyncSession, table: Any) -> Any:
@@ -107,11 +102,7 @@ def insert_for(dialect: str, table: Any, rows_of: Sequence[str] = ()) -> Any:
         return sqlite.insert(target)
     if not rows_of:
         return postgresql.insert(target)
-    # One dimension: a JSON list is one value, not a nested array.
-    arrays = [
-        bindparam(name, type_=postgresql.ARRAY(_element_type(target.c[name].type), dimensions=1)) for name in rows_of
-    ]
-    given = func.unnest(*arrays).table_valued(*rows_of).render_derived(name="given")
+    given = parallel_arrays("given", {name: _element_type(target.c[name].type) for name in rows_of})
     return postgresql.insert(target).from_select(list(rows_of), select(*(given.c[name] for name in rows_of)))
 
 
