@@ -228,7 +228,7 @@ async def audit_log(driver: Driver, asset_id: int, role: str | None, first: int)
     limit, limit_args = _limit(driver, len(args) + 1, first + 1)
     return await driver.fetch(
         f"SELECT {RUN_ASSET_COLUMNS} \nFROM run_assets \nWHERE {where} "
-        f"ORDER BY run_assets.event_time DESC NULLS LAST, run_assets.id DESC \n {limit}",
+        f"ORDER BY run_assets.event_time DESC, run_assets.id DESC \n {limit}",
         *args,
         *limit_args,
     )
@@ -268,7 +268,7 @@ async def catalog(driver: Driver, namespace_prefix: str | None, tag: str | None,
     limit, limit_args = _limit(driver, len(args) + 1, PAGE + 1)
     rows = await driver.fetch(
         f"SELECT {ASSET_COLUMNS} \nFROM assets \nWHERE {' AND '.join(conditions)} "
-        f"ORDER BY assets.key ASC NULLS LAST, assets.id ASC \n {limit}",
+        f"ORDER BY assets.key ASC, assets.id ASC \n {limit}",
         *args,
         *limit_args,
     )

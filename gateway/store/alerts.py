@@ -61,7 +61,7 @@ def alert_conditions(f: AlertFilter, dialect: str) -> list[ColumnElement[bool]]:
 
 
 ALERTS_NEWEST_FIRST: KeysetOrder[Alert] = KeysetOrder(
-    ALERT_ORDER, Alert.opened_at, Alert.id, True, True, lambda alert: alert.opened_at, lambda alert: alert.id
+    ALERT_ORDER, Alert.opened_at, Alert.id, True, True, lambda alert: alert.opened_at, lambda alert: alert.id, False
 )
 
 

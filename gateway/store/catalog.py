@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import func, select
@@ -12,7 +13,7 @@ from gateway.auth import NamespaceGrants
 from gateway.orm import Asset
 from gateway.store.asset_filters import AssetFilter, asset_conditions
 from gateway.store.grants import namespace_clause
-from gateway.store.pagination import Column, KeysetOrder, Page, keyset_page
+from gateway.store.pagination import KeysetOrder, Page, keyset_page
 from gateway.store.sql import dialect_name
 
 
@@ -23,22 +24,23 @@ class AssetOrder(enum.Enum):
     MATERIALIZED_AT_DESC = "MATERIALIZED_AT_DESC"
 
 
-_ORDER_COLUMNS: dict[AssetOrder, tuple[Column, bool, bool]] = {
-    # order -> (column, descending, holds times)
-    AssetOrder.KEY: (Asset.key, False, False),
-    AssetOrder.NAME: (Asset.name, False, False),
-    AssetOrder.UPDATED_AT_DESC: (Asset.updated_at, True, True),
-    AssetOrder.MATERIALIZED_AT_DESC: (Asset.last_materialized_at, True, True),
+def _order(order: AssetOrder, column: Any, descending: bool, holds_times: bool, nullable: bool) -> KeysetOrder[Asset]:
+    read = attrgetter(column.key)
+    return KeysetOrder(order.value, column, Asset.id, descending, holds_times, read, _asset_id, nullable)
+
+
+def _asset_id(asset: Asset) -> int:
+    return asset.id
+
+
+_ORDERS: dict[AssetOrder, KeysetOrder[Asset]] = {
+    AssetOrder.KEY: _order(AssetOrder.KEY, Asset.key, False, False, nullable=False),
+    AssetOrder.NAME: _order(AssetOrder.NAME, Asset.name, False, False, nullable=False),
+    AssetOrder.UPDATED_AT_DESC: _order(AssetOrder.UPDATED_AT_DESC, Asset.updated_at, True, True, nullable=False),
+    AssetOrder.MATERIALIZED_AT_DESC: _order(
+        AssetOrder.MATERIALIZED_AT_DESC, Asset.last_materialized_at, True, True, nullable=True
+    ),
 }
-
-
-def _sort_value(asset: Asset, order: AssetOrder) -> Any:
-    return {
-        AssetOrder.KEY: asset.key,
-        AssetOrder.NAME: asset.name,
-        AssetOrder.UPDATED_AT_DESC: asset.updated_at,
-        AssetOrder.MATERIALIZED_AT_DESC: asset.last_materialized_at,
-    }[order]
 
 
 async def list_assets(
@@ -48,12 +50,8 @@ async def list_assets(
     after: str | None = None,
     order: AssetOrder = AssetOrder.KEY,
 ) -> Page[Asset]:
-    column, descending, is_time = _ORDER_COLUMNS[order]
-    keyset: KeysetOrder[Asset] = KeysetOrder(
-        order.value, column, Asset.id, descending, is_time, lambda asset: _sort_value(asset, order), lambda a: a.id
-    )
     statement = select(Asset).where(*asset_conditions(asset_filter, dialect_name(session)))
-    return await keyset_page(session, statement, keyset, first, after)
+    return await keyset_page(session, statement, _ORDERS[order], first, after)
 
 
 async def count_assets(session: AsyncSession, asset_filter: AssetFilter) -> int:

@@ -259,6 +259,7 @@ JOBS_BY_NAME: KeysetOrder[Job] = KeysetOrder(
     False,
     lambda job: f"{job.namespace}/{job.name}",
     lambda j: j.id,
+    False,
 )
 
 

@@ -60,20 +60,27 @@ class Page(Generic[T]):
     has_next_page: bool
 
 
-def after_condition(column: Column, id_column: Column, cursor: Cursor, descending: bool) -> ColumnElement[bool]:
+def after_condition(
+    column: Column, id_column: Column, cursor: Cursor, descending: bool, nullable: bool = True
+) -> ColumnElement[bool]:
     """Rows strictly after the cursor in (column, id) order; NULLs sort last."""
     beyond_id = id_column < cursor.id if descending else id_column > cursor.id
     if cursor.value is None:
         # Inside the trailing block of NULLs only the id orders the rows.
         return and_(column.is_(None), beyond_id)
     beyond = column < cursor.value if descending else column > cursor.value
+    if not nullable:
+        return or_(beyond, and_(column == cursor.value, beyond_id))
     return or_(beyond, and_(column == cursor.value, beyond_id), column.is_(None))
 
 
-def ordered(column: Column, id_column: Column, descending: bool) -> list[Any]:
+def ordered(column: Column, id_column: Column, descending: bool, nullable: bool = True) -> list[Any]:
+    """ORDER BY (column, id), NULLs last. A column that holds no NULL is ordered without saying where they go:
+    Postgres reads an index backwards as DESC NULLS FIRST, so `DESC NULLS LAST` would sort every matching row
+    instead of reading the first few from the index."""
     if descending:
-        return [column.desc().nulls_last(), id_column.desc()]
-    return [column.asc().nulls_last(), id_column.asc()]
+        return [column.desc().nulls_last() if nullable else column.desc(), id_column.desc()]
+    return [column.asc().nulls_last() if nullable else column.asc(), id_column.asc()]
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,8 @@ class KeysetOrder(Generic[T]):
     holds_times: bool
     sort_value: Callable[[T], Any]
     row_id: Callable[[T], int]
+    # Whether `column` may hold NULL (they sort last); a column that cannot is ordered so that an index serves it.
+    nullable: bool = True
 
 
 async def keyset_page(
@@ -99,8 +108,11 @@ async def keyset_page(
     """One page of `statement` (which selects one entity) after the cursor, in `order`."""
     if after:
         cursor = Cursor.decode(after, order.name, order.holds_times)
-        statement = statement.where(after_condition(order.column, order.id_column, cursor, order.descending))
-    statement = statement.order_by(*ordered(order.column, order.id_column, order.descending)).limit(first + 1)
+        statement = statement.where(
+            after_condition(order.column, order.id_column, cursor, order.descending, order.nullable)
+        )
+    statement = statement.order_by(*ordered(order.column, order.id_column, order.descending, order.nullable))
+    statement = statement.limit(first + 1)
     rows = list((await session.scalars(statement)).all())
     items = rows[:first]
     cursors = [Cursor(order.name, order.sort_value(row), order.row_id(row)).encode() for row in items]

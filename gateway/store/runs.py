@@ -102,10 +102,10 @@ def run_conditions(run_filter: RunFilter, dialect: str) -> list[ColumnElement[bo
 
 
 RUNS_NEWEST_FIRST: KeysetOrder[Run] = KeysetOrder(
-    EXECUTION_ORDER, Run.event_time, Run.id, True, True, lambda run: run.event_time, lambda run: run.id
+    EXECUTION_ORDER, Run.event_time, Run.id, True, True, lambda run: run.event_time, lambda run: run.id, False
 )
 AUDIT_NEWEST_FIRST: KeysetOrder[RunAsset] = KeysetOrder(
-    EXECUTION_ORDER, RunAsset.event_time, RunAsset.id, True, True, lambda row: row.event_time, lambda row: row.id
+    EXECUTION_ORDER, RunAsset.event_time, RunAsset.id, True, True, lambda row: row.event_time, lambda row: row.id, False
 )
 
 
