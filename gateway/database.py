@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.util import LRUCache
 
+from gateway.connection_check import AliveCheck
 from gateway.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -117,8 +118,9 @@ def create_engine(settings: Settings, serving: bool = False, isolation_level: st
         json_serializer=write_json,
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_pool_size,
-        # A connection that died with the server (restart, failover) is replaced before use, not handed out.
-        pool_pre_ping=True,
+        # A connection that died with the server (restart, failover) is replaced before use, not handed out: see
+        # gateway/connection_check.py, which pings only the connections that were idle for a while.
+        pool_pre_ping=False,
         # The connection used last is handed out first: its prepared statements are warm, and the connections a quiet
         # gateway does not need go idle instead of taking turns.
         pool_use_lifo=True,
@@ -126,6 +128,7 @@ def create_engine(settings: Settings, serving: bool = False, isolation_level: st
         **({"isolation_level": isolation_level} if isolation_level else {}),
     )
     event.listen(engine.sync_engine, "connect", _keep_small_statements)
+    AliveCheck(engine, settings.database_ping_after_idle_seconds).install()
     return engine
 
 

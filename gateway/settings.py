@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     auto_migrate: bool | None = None
     database_pool_size: int = Field(default=10, ge=1, le=200)
     database_echo: bool = False
+    # A pooled connection idle longer than this is pinged before use (0: every time); one back from use within
+    # it is only checked for being closed (gateway/connection_check.py).
+    database_ping_after_idle_seconds: float = Field(default=1.0, ge=0, le=3600)
     # Postgres cancels a serving statement that runs longer (0: no limit); migrations and CLI work are not bounded.
     statement_timeout_seconds: float = Field(default=30.0, ge=0, le=86_400)
 
