@@ -996,9 +996,13 @@ class Plan:
     floor: bool
     echo_sql: bool
     workers: int = 1
+    # Further gateway settings (`--gateway-setting NAME=VALUE`), as the settings file would hold them.
+    gateway_settings: dict[str, Any] = field(default_factory=dict)
 
 
-def settings_yaml(database_url: str, port: int, data_dir: Path, workers: int = 1) -> str:
+def settings_yaml(
+    database_url: str, port: int, data_dir: Path, workers: int = 1, extra: dict[str, Any] | None = None
+) -> str:
     settings = {
         "database_url": database_url,
         "host": "127.0.0.1",
@@ -1007,6 +1011,7 @@ def settings_yaml(database_url: str, port: int, data_dir: Path, workers: int = 1
         "log_level": "warning",
         "scheduler_enabled": False,
         "data_dir": str(data_dir),
+        **(extra or {}),
     }
     return json.dumps(settings, indent=1)  # JSON is YAML
 
@@ -1033,7 +1038,7 @@ async def run(plan: Plan) -> dict[str, Any]:
 
     port = free_port()
     config = work / "settings.yaml"
-    config.write_text(settings_yaml(database_url, port, work, plan.workers), encoding="utf-8")
+    config.write_text(settings_yaml(database_url, port, work, plan.workers, plan.gateway_settings), encoding="utf-8")
     log = RESULTS / f"gateway-{tag}.log"
     log.write_bytes(b"")
     gateway = Gateway(config, port, log, {"GATEWAY_DATABASE_ECHO": "true"} if plan.echo_sql else {})
@@ -1054,6 +1059,7 @@ async def run(plan: Plan) -> dict[str, Any]:
         "workload": {"file": plan.workload.name, **summary.as_json()},
         "settings": {
             "workers": plan.workers,
+            **({"gateway": plan.gateway_settings} if plan.gateway_settings else {}),
             "concurrency": plan.concurrency,
             "batch_size": plan.batch_size,
             "batch_concurrency": plan.batch_concurrency,
@@ -1663,6 +1669,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=1,
         help="serve --workers N (Postgres); RSS and CPU are then the sums over the processes; file it under --label",
     )
+    parser.add_argument(
+        "--gateway-setting",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a further gateway setting (a JSON value, else a string), e.g. ingest_writers=4; file it under --label",
+    )
     parser.add_argument("--no-floor", action="store_true", help="skip the raw SQL floor")
     parser.add_argument("--echo-sql", action="store_true", help="run the gateway with database_echo (SQL in its log)")
     parser.add_argument(
@@ -1674,6 +1687,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-markdown", action="store_true", help="leave BENCHMARKS.md alone")
     parser.add_argument("--markdown-only", action="store_true", help="rewrite the section from the results file")
     return parser.parse_args(argv)
+
+
+def _gateway_setting(text: str) -> tuple[str, Any]:
+    name, equals, value = text.partition("=")
+    if not equals or not name:
+        raise SystemExit(f"--gateway-setting {text!r}: expected NAME=VALUE")
+    try:
+        return name, json.loads(value)
+    except json.JSONDecodeError:
+        return name, value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1709,6 +1732,7 @@ def main(argv: list[str] | None = None) -> int:
         floor=not args.no_floor,
         echo_sql=args.echo_sql,
         workers=args.workers,
+        gateway_settings=dict(_gateway_setting(text) for text in args.gateway_setting),
     )
     results = asyncio.run(run(plan))
     stored = read_results(args.output)
