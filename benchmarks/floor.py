@@ -6,7 +6,7 @@ returned, over one connection of the database driver: asyncpg on Postgres, the s
 SQLite. No pool checkout, no BEGIN/ROLLBACK around each loader's session, no ORM, no GraphQL, no HTTP: what is left
 is the database's own work plus one round trip per statement, the floor below which no layer above could go.
 
-* catalog: one page of assets (LIMIT first + 1, keyset order by key, id) and the health rows of the page.
+* catalog: one page of assets with their health (LIMIT first + 1, keyset order by key, id; health joined).
 * detail: the asset by key; its audit log (20 + 1 rows); its health row; its live edges downstream and upstream
   (joined to the assets, not deleted); the runs of the 20 entries; the upstream and the downstream assets; the
   jobs of the runs.
@@ -248,7 +248,7 @@ def _icontains(driver: Driver, column: str, number: int) -> str:
 
 
 async def catalog(driver: Driver, namespace_prefix: str | None, tag: str | None, search: str | None) -> int:
-    """One page of the catalog and its health rows (the `status` field); the page's size."""
+    """One page of the catalog with each asset's health (the `status` field); the page's size."""
     conditions = ["assets.deleted_at IS NULL"]
     args: list[Any] = []
     if namespace_prefix:
@@ -267,14 +267,13 @@ async def catalog(driver: Driver, namespace_prefix: str | None, tag: str | None,
         args += [search.replace("/", "//").replace("%", "/%").replace("_", "/_")] * len(columns)
     limit, limit_args = _limit(driver, len(args) + 1, PAGE + 1)
     rows = await driver.fetch(
-        f"SELECT {ASSET_COLUMNS} \nFROM assets \nWHERE {' AND '.join(conditions)} "
-        f"ORDER BY assets.key ASC, assets.id ASC \n {limit}",
+        f"SELECT {ASSET_COLUMNS}, asset_health.status \n"
+        f"FROM assets LEFT OUTER JOIN asset_health ON asset_health.asset_id = assets.id \n"
+        f"WHERE {' AND '.join(conditions)} ORDER BY assets.key ASC, assets.id ASC \n {limit}",
         *args,
         *limit_args,
     )
-    page = rows[:PAGE]
-    await health(driver, [row[0] for row in page])
-    return len(page)
+    return len(rows[:PAGE])
 
 
 async def detail(driver: Driver, key: str) -> int:

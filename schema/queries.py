@@ -14,7 +14,7 @@ from gateway.store.asset_filters import AssetFilter
 from schema.context import Info
 from schema.inputs import AssetFilterInput, ExecutionFilterInput
 from schema.types.asset import Asset, assets_of
-from schema.types.common import Connection, as_utc, connection_edges, page_size
+from schema.types.common import Connection, as_utc, connection_edges, page_size, selects
 from schema.types.execution import Execution
 from schema.types.job import Job
 from schema.types.lineage import LineageDirection, LineageGraph, LineagePath, resolve_lineage, resolve_lineage_path
@@ -68,11 +68,18 @@ class Query:
         order_by: AssetOrder = AssetOrder.KEY,
     ) -> AssetConnection:
         asset_filter = replace((filter or AssetFilterInput()).to_filter(), grants=info.context.loaders.grants)
+        # The status of every asset of the page comes with the page: one statement, not a second one for health.
+        with_health = selects(info, "status")
         async with info.context.db.session() as session:
             page = await catalog.list_assets(
-                session, asset_filter, page_size(info, first), after, catalog.AssetOrder(order_by.value)
+                session, asset_filter, page_size(info, first), after, catalog.AssetOrder(order_by.value), with_health
             )
-        by_id = {asset.id: asset for asset in await assets_of(info, page.items)}
+        if with_health:
+            statuses = [status for (status,) in page.columns]
+            assets = [Asset.from_row(row, status) for row, status in zip(page.items, statuses, strict=True)]
+        else:
+            assets = await assets_of(info, page.items)
+        by_id = {asset.id: asset for asset in assets}
         edges, page_info = connection_edges(page, lambda row: by_id[row.id])
         return AssetConnection(edges=edges, page_info=page_info, filter=asset_filter)
 

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.auth import NamespaceGrants
-from gateway.orm import Asset
+from gateway.orm import Asset, AssetHealth
 from gateway.store.asset_filters import AssetFilter, asset_conditions
 from gateway.store.grants import namespace_clause
 from gateway.store.pagination import KeysetOrder, Page, keyset_page
@@ -49,8 +49,13 @@ async def list_assets(
     first: int,
     after: str | None = None,
     order: AssetOrder = AssetOrder.KEY,
+    with_health: bool = False,
 ) -> Page[Asset]:
+    """A page of the catalog; `with_health` reads each asset's sweep verdict in the same statement (in
+    `Page.columns`: the status, or None when never swept)."""
     statement = select(Asset).where(*asset_conditions(asset_filter, dialect_name(session)))
+    if with_health:
+        statement = statement.add_columns(AssetHealth.status).outerjoin(AssetHealth, AssetHealth.asset_id == Asset.id)
     return await keyset_page(session, statement, _ORDERS[order], first, after)
 
 

@@ -6,7 +6,7 @@ import base64
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 import orjson
 from sqlalchemy import ColumnElement, Select, and_, or_
@@ -53,11 +53,45 @@ class Cursor:
         return cls(order, value, row_id)
 
 
+class Cursors(Sequence[str], Generic[T]):
+    """The cursors of a page's items, each encoded when first read: most answers read only the last one."""
+
+    __slots__ = ("_encoded", "_items", "_order")
+
+    def __init__(self, order: KeysetOrder[T], items: Sequence[T]) -> None:
+        self._order = order
+        self._items = items
+        self._encoded: dict[int, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return [self[position] for position in range(*index.indices(len(self)))]
+        position = index + len(self._items) if index < 0 else index
+        encoded = self._encoded.get(position)
+        if encoded is None:
+            item = self._items[position]
+            order = self._order
+            encoded = Cursor(order.name, order.sort_value(item), order.row_id(item)).encode()
+            self._encoded[position] = encoded
+        return encoded
+
+
 @dataclass(frozen=True)
 class Page(Generic[T]):
     items: Sequence[T]
     cursors: Sequence[str]
     has_next_page: bool
+    # Per item, the further columns its statement selected beside the entity (empty tuples when none).
+    columns: Sequence[tuple[Any, ...]] = ()
 
 
 def after_condition(
@@ -105,7 +139,8 @@ async def keyset_page(
     first: int,
     after: str | None,
 ) -> Page[T]:
-    """One page of `statement` (which selects one entity) after the cursor, in `order`."""
+    """One page of `statement` after the cursor, in `order`. The statement selects one entity, then optionally
+    further columns, which the page keeps beside each item (`Page.columns`)."""
     if after:
         cursor = Cursor.decode(after, order.name, order.holds_times)
         statement = statement.where(
@@ -113,7 +148,14 @@ async def keyset_page(
         )
     statement = statement.order_by(*ordered(order.column, order.id_column, order.descending, order.nullable))
     statement = statement.limit(first + 1)
-    rows = list((await session.scalars(statement)).all())
-    items = rows[:first]
-    cursors = [Cursor(order.name, order.sort_value(row), order.row_id(row)).encode() for row in items]
-    return Page(items, cursors, len(rows) > first)
+    columns: list[tuple[Any, ...]] = []
+    if len(statement.column_descriptions) == 1:
+        rows = list((await session.scalars(statement)).all())
+        read = len(rows)
+        items = rows[:first]
+    else:
+        results = (await session.execute(statement)).all()
+        read = len(results)
+        items = [row[0] for row in results[:first]]
+        columns = [tuple(row[1:]) for row in results[:first]]
+    return Page(items, Cursors(order, items), read > first, columns)

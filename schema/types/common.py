@@ -13,6 +13,7 @@ from strawberry.scalars import JSON
 from gateway.errors import InvalidInput
 from gateway.store.pagination import Page
 from schema.context import Info
+from schema.execution import AT_HAND
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -42,8 +43,17 @@ class PageInfo:
 
 @strawberry.type
 class Edge(Generic[T]):
-    cursor: str
     node: T
+    # The page's cursors, encoded only for the edges whose cursor is asked for.
+    cursors: strawberry.Private[Sequence[str]]
+    index: strawberry.Private[int]
+
+    def cursor_at_hand(self) -> str:
+        return self.cursors[self.index]
+
+    @strawberry.field(metadata={AT_HAND: cursor_at_hand})
+    def cursor(self) -> str:
+        return self.cursors[self.index]
 
 
 @strawberry.type
@@ -57,7 +67,8 @@ class Connection(Generic[T]):
 
 
 def connection_edges(page: Page[R], convert: Callable[[R], T]) -> tuple[list[Edge[T]], PageInfo]:
-    edges = [Edge(cursor=cursor, node=convert(item)) for item, cursor in zip(page.items, page.cursors, strict=True)]
+    cursors = page.cursors
+    edges = [Edge(node=convert(item), cursors=cursors, index=index) for index, item in enumerate(page.items)]
     return edges, PageInfo(has_next_page=page.has_next_page, end_cursor=page.cursors[-1] if page.cursors else None)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from gateway.database import Database
 from gateway.errors import InvalidInput
-from gateway.orm import Asset
+from gateway.orm import Asset, AssetHealth
 from gateway.store.asset_filters import AssetFilter, MetadataMatch
 from gateway.store.assets import soft_delete_asset
 from gateway.store.catalog import (
@@ -21,7 +21,7 @@ from gateway.store.catalog import (
     list_assets,
 )
 from gateway.store.pagination import Cursor
-from tests.store.factories import at, declare, record
+from tests.store.factories import asset_ids, at, declare, record
 
 ORDERS = "postgres://db:5432/shop.public.orders"
 CUSTOMERS = "postgres://db:5432/shop.public.customers"
@@ -520,3 +520,29 @@ def test_cursors_round_trip() -> None:
     token = Cursor("UPDATED_AT_DESC", at(3), 7).encode()
     assert Cursor.decode(token, "UPDATED_AT_DESC", is_time=True) == Cursor("UPDATED_AT_DESC", at(3), 7)
     assert orjson.loads(base64.urlsafe_b64decode(Cursor("KEY", None, 3).encode())) == ["KEY", None, 3]
+
+
+async def test_a_page_read_with_health_carries_each_assets_verdict(db: Database) -> None:
+    await _catalog(db)
+    ids = dict(zip((ORDERS, EVENTS), await asset_ids(db, ORDERS, EVENTS), strict=True))
+    async with db.transaction() as session:
+        session.add(AssetHealth(asset_id=ids[ORDERS], status="STALE", since=at(5)))
+        session.add(AssetHealth(asset_id=ids[EVENTS], status="FRESH", since=at(5)))
+    plain: list[Asset] = []
+    statuses: dict[str, str | None] = {}
+    after: str | None = None
+    while True:
+        async with db.session() as session:
+            with_health = await list_assets(session, AssetFilter(), 2, after, AssetOrder.KEY, with_health=True)
+            without = await list_assets(session, AssetFilter(), 2, after, AssetOrder.KEY)
+        # The same page and cursors either way; the verdicts beside the items, None where no sweep judged one.
+        assert [a.key for a in with_health.items] == [a.key for a in without.items]
+        assert list(with_health.cursors) == list(without.cursors)
+        assert list(without.columns) == []
+        plain += without.items
+        statuses.update((a.key, status) for a, (status,) in zip(with_health.items, with_health.columns, strict=True))
+        if not with_health.has_next_page:
+            break
+        after = with_health.cursors[-1]
+    assert statuses == {asset.key: {ORDERS: "STALE", EVENTS: "FRESH"}.get(asset.key) for asset in plain}
+    assert len(plain) > 4

@@ -28,6 +28,9 @@ LISTINGS: dict[str, Listing] = {
     "audit log, outputs": lambda session: runs.list_asset_executions(session, 1, "output", 100, None),
     "alerts": lambda session: alerts.list_alerts(session, alerts.AlertFilter(), 100, None),
     "catalog by key": lambda session: catalog.list_assets(session, AssetFilter(), 100, None, AssetOrder.KEY),
+    "catalog by key, with health": lambda session: catalog.list_assets(
+        session, AssetFilter(), 100, None, AssetOrder.KEY, with_health=True
+    ),
     "catalog by name": lambda session: catalog.list_assets(session, AssetFilter(), 100, None, AssetOrder.NAME),
     "catalog, recently updated": lambda session: catalog.list_assets(
         session, AssetFilter(), 100, None, AssetOrder.UPDATED_AT_DESC
