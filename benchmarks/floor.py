@@ -7,10 +7,9 @@ SQLite. No pool checkout, no BEGIN/ROLLBACK around each loader's session, no ORM
 is the database's own work plus one round trip per statement, the floor below which no layer above could go.
 
 * catalog: one page of assets with their health (LIMIT first + 1, keyset order by key, id; health joined).
-* detail: the asset by key; its audit log (20 + 1 rows); its health row; its live edges downstream and upstream
-  (joined to the assets, not deleted); the runs of the 20 entries; the upstream and the downstream assets; the
-  jobs of the runs.
-* materializations: the asset by key; 100 + 1 output entries of its audit log; their runs.
+* detail: the asset by key; its audit log (20 + 1 rows, each with its run and job); its health row; its live
+  edges downstream and upstream (joined to the assets, not deleted); the upstream and downstream assets.
+* materializations: the asset by key; 100 + 1 output entries of its audit log, each with its run.
 * lineage: the asset by key; one statement per level of the upstream walk (the frontier's live edges, node
   budget 2,000); the assets of the nodes.
 
@@ -57,13 +56,13 @@ HEALTH_COLUMNS = (
     "asset_health.asset_id, asset_health.status, asset_health.policy_id, "
     "asset_health.expected_interval_seconds, asset_health.cause_asset_id, asset_health.since"
 )
+# Without facet_times: the gateway defers it (ingestion's bookkeeping, never in an answer).
 RUN_ASSET_COLUMNS = (
-    "run_assets.id, run_assets.run_id, run_assets.asset_id, run_assets.role, run_assets.event_time, "
-    "run_assets.facets, run_assets.facet_times"
+    "run_assets.id, run_assets.run_id, run_assets.asset_id, run_assets.role, run_assets.event_time, run_assets.facets"
 )
 RUN_COLUMNS = (
     "runs.id, runs.run_id, runs.job_id, runs.parent_id, runs.state, runs.started_at, runs.ended_at, "
-    "runs.first_event_time, runs.event_time, runs.state_time, runs.facets, runs.facet_times, runs.error_message, "
+    "runs.first_event_time, runs.event_time, runs.state_time, runs.facets, runs.error_message, "
     "runs.placeholder, runs.created_at, runs.updated_at"
 )
 JOB_COLUMNS = (
@@ -148,6 +147,21 @@ def _in(driver: Driver, start: int, count: int, sql_type: str = "BIGINT") -> str
     return ", ".join(driver.param(start + offset, sql_type) for offset in range(count))
 
 
+async def _by_ids(driver: Driver, columns: str, table: str, ids: Sequence[int]) -> list[Sequence[Any]]:
+    """Rows by id as the gateway's loaders read them (gateway.store.sql.one_of): one array on Postgres."""
+    if not ids:
+        return []
+    column = "asset_id" if table == "asset_health" else "id"
+    if driver.dialect == "postgresql":
+        return await driver.fetch(
+            f"SELECT {columns} \nFROM {table} \nWHERE {table}.{column} = ANY ($1::BIGINT[])", sorted(set(ids))
+        )
+    wanted = sorted(set(ids))
+    return await driver.fetch(
+        f"SELECT {columns} \nFROM {table} \nWHERE {table}.{column} IN ({_in(driver, 1, len(wanted))})", *wanted
+    )
+
+
 def _limit(driver: Driver, number: int, limit: int) -> tuple[str, list[int]]:
     """SQLAlchemy's LIMIT: a parameter on Postgres; LIMIT and OFFSET parameters on SQLite."""
     if driver.dialect == "postgresql":
@@ -174,34 +188,11 @@ async def asset_by_key(driver: Driver, key: str) -> Sequence[Any]:
 
 
 async def health(driver: Driver, asset_ids: Sequence[int]) -> list[Sequence[Any]]:
-    if not asset_ids:
-        return []
-    where = f"asset_health.asset_id IN ({_in(driver, 1, len(asset_ids))})"
-    return await driver.fetch(f"SELECT {HEALTH_COLUMNS} \nFROM asset_health \nWHERE {where}", *asset_ids)
+    return await _by_ids(driver, HEALTH_COLUMNS, "asset_health", asset_ids)
 
 
 async def assets_by_ids(driver: Driver, asset_ids: Sequence[int]) -> list[Sequence[Any]]:
-    if not asset_ids:
-        return []
-    return await driver.fetch(
-        f"SELECT {ASSET_COLUMNS} \nFROM assets \nWHERE assets.id IN ({_in(driver, 1, len(asset_ids))})", *asset_ids
-    )
-
-
-async def runs_by_ids(driver: Driver, run_ids: Sequence[int]) -> list[Sequence[Any]]:
-    if not run_ids:
-        return []
-    return await driver.fetch(
-        f"SELECT {RUN_COLUMNS} \nFROM runs \nWHERE runs.id IN ({_in(driver, 1, len(run_ids))})", *run_ids
-    )
-
-
-async def jobs_by_ids(driver: Driver, job_ids: Sequence[int]) -> list[Sequence[Any]]:
-    if not job_ids:
-        return []
-    return await driver.fetch(
-        f"SELECT {JOB_COLUMNS} \nFROM jobs \nWHERE jobs.id IN ({_in(driver, 1, len(job_ids))})", *job_ids
-    )
+    return await _by_ids(driver, ASSET_COLUMNS, "assets", asset_ids)
 
 
 async def neighbour_edges(driver: Driver, frontier: Sequence[int], downstream: bool) -> list[Sequence[Any]]:
@@ -219,15 +210,22 @@ async def neighbour_edges(driver: Driver, frontier: Sequence[int], downstream: b
     return rows
 
 
-async def audit_log(driver: Driver, asset_id: int, role: str | None, first: int) -> list[Sequence[Any]]:
+async def audit_log(
+    driver: Driver, asset_id: int, role: str | None, first: int, with_jobs: bool = False
+) -> list[Sequence[Any]]:
+    """An asset's audit log with each entry's run (and job) joined, as the page that shows them reads it."""
     args: list[Any] = [asset_id]
     where = f"run_assets.asset_id = {driver.param(1, 'BIGINT')}"
     if role is not None:
         where += f" AND run_assets.role = {driver.param(2, 'VARCHAR')}"
         args.append(role)
     limit, limit_args = _limit(driver, len(args) + 1, first + 1)
+    columns = f"{RUN_ASSET_COLUMNS}, {RUN_COLUMNS}" + (f", {JOB_COLUMNS}" if with_jobs else "")
+    joins = "run_assets JOIN runs ON runs.id = run_assets.run_id" + (
+        " JOIN jobs ON jobs.id = runs.job_id" if with_jobs else ""
+    )
     return await driver.fetch(
-        f"SELECT {RUN_ASSET_COLUMNS} \nFROM run_assets \nWHERE {where} "
+        f"SELECT {columns} \nFROM {joins} \nWHERE {where} "
         f"ORDER BY run_assets.event_time DESC, run_assets.id DESC \n {limit}",
         *args,
         *limit_args,
@@ -279,22 +277,17 @@ async def catalog(driver: Driver, namespace_prefix: str | None, tag: str | None,
 async def detail(driver: Driver, key: str) -> int:
     asset = await asset_by_key(driver, key)
     asset_id = asset[1]
-    entries = (await audit_log(driver, asset_id, None, DETAIL_EXECUTIONS))[:DETAIL_EXECUTIONS]
+    entries = (await audit_log(driver, asset_id, None, DETAIL_EXECUTIONS, with_jobs=True))[:DETAIL_EXECUTIONS]
     await health(driver, [asset_id])
     downstream = await neighbour_edges(driver, [asset_id], downstream=True)
     upstream = await neighbour_edges(driver, [asset_id], downstream=False)
-    runs = await runs_by_ids(driver, sorted({entry[1] for entry in entries}))
-    await assets_by_ids(driver, sorted({edge[0] for edge in upstream}))
-    await assets_by_ids(driver, sorted({edge[1] for edge in downstream}))
-    await jobs_by_ids(driver, sorted({run[2] for run in runs}))
+    await assets_by_ids(driver, [edge[0] for edge in upstream] + [edge[1] for edge in downstream])
     return len(entries)
 
 
 async def materializations(driver: Driver, key: str) -> int:
     asset = await asset_by_key(driver, key)
-    entries = (await audit_log(driver, asset[1], "output", MATERIALIZATIONS))[:MATERIALIZATIONS]
-    await runs_by_ids(driver, sorted({entry[1] for entry in entries}))
-    return len(entries)
+    return len((await audit_log(driver, asset[1], "output", MATERIALIZATIONS))[:MATERIALIZATIONS])
 
 
 async def lineage(driver: Driver, key: str, depth: int) -> int:

@@ -122,15 +122,25 @@ async def list_asset_executions(
     first: int,
     after: str | None,
     grants: NamespaceGrants | None = None,
+    with_runs: bool = False,
+    with_jobs: bool = False,
 ) -> Page[RunAsset]:
-    """The audit log of one asset: which runs read or wrote it, newest first (runs of granted jobs only)."""
+    """The audit log of one asset: which runs read or wrote it, newest first (runs of granted jobs only).
+
+    `with_runs` reads each entry's run in the same statement, and `with_jobs` its job as well (`Page.columns`:
+    `(run,)` or `(run, job)`), where a page that shows them would otherwise wait for two more statements."""
     conditions: list[ColumnElement[bool]] = [RunAsset.asset_id == asset_id]
     if grants is not None and not grants.everything:
         visible_runs = select(Run.id).where(_visible_jobs(grants, dialect_name(session)))
         conditions.append(RunAsset.run_id.in_(visible_runs.scalar_subquery()))
     if role is not None:
         conditions.append(RunAsset.role == role)
-    return await keyset_page(session, select(RunAsset).where(*conditions), AUDIT_NEWEST_FIRST, first, after)
+    statement = select(RunAsset).where(*conditions)
+    if with_runs or with_jobs:
+        statement = statement.add_columns(Run).join(Run, Run.id == RunAsset.run_id)
+    if with_jobs:
+        statement = statement.add_columns(Job).join(Job, Job.id == Run.job_id)
+    return await keyset_page(session, statement, AUDIT_NEWEST_FIRST, first, after)
 
 
 async def read_producer_consumer_job_ids(

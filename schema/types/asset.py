@@ -156,6 +156,9 @@ class Asset:
     async def executions(
         self, info: Info, first: int | None = None, after: str | None = None, role: Role | None = None
     ) -> Connection[AssetExecution]:
+        # The runs and jobs the page shows come with it: one statement where there were three, one after the other.
+        with_runs = selects(info, "execution")
+        with_jobs = with_runs and selects(info, "job")
         async with info.context.db.session() as session:
             page = await runs.list_asset_executions(
                 session,
@@ -164,17 +167,15 @@ class Asset:
                 page_size(info, first),
                 after,
                 info.context.loaders.grants,
+                with_runs,
+                with_jobs,
             )
         by_pk: dict[int, orm.Run] = {}
         jobs: dict[int, orm.Job] = {}
-        if page.items and selects(info, "execution"):
-            # One batch for the page (shared with every other list of the request), not a task per entry.
-            loaders = info.context.loaders
-            found = await loaders.run_by_id.load_many([row.run_id for row in page.items])
-            by_pk = {run.id: run for run in found if run is not None}
-            if selects(info, "job"):
-                found_jobs = await loaders.job_by_id.load_many(sorted({run.job_id for run in by_pk.values()}))
-                jobs = {job.id: job for job in found_jobs if job is not None}
+        for run, *job in page.columns:
+            by_pk[run.id] = run
+            if job:
+                jobs[job[0].id] = job[0]
         edges, page_info = connection_edges(
             page,
             lambda row: AssetExecution(

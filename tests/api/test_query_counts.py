@@ -171,3 +171,54 @@ async def test_lineage_costs_the_same_for_21_and_101_nodes(
     assert small_count == large_count
     # The root, one statement per level, then one batch per loader.
     assert large_count <= 10
+
+
+AUDIT_LOG = """query($key: String!, $after: String) {
+  asset(key: $key) {
+    executions(first: 20, role: OUTPUT, after: $after) {
+      edges { cursor node { eventTime execution { runId state job { name } } } }
+      pageInfo { hasNextPage endCursor }
+    }
+  }
+}"""
+
+
+async def test_an_audit_log_page_reads_its_runs_and_jobs_in_its_own_statement(
+    client: httpx.AsyncClient, app: Starlette, db: Database, now: datetime
+) -> None:
+    async with db.transaction() as session:
+        for index in range(30):
+            moment = now - timedelta(minutes=index)
+            await record_execution(
+                session,
+                ExecutionRecord(
+                    "airflow://prod",
+                    f"job_{index % 3}",
+                    f"run-{index:03d}",
+                    "COMPLETE" if index % 4 else "FAIL",
+                    moment,
+                    inputs=(DatasetTouch(f"pg://db/source_{index:03d}"),),
+                    outputs=(DatasetTouch("dw://wh/audited"),),
+                ),
+                now,
+            )
+    # The first request also asks whether any token exists (then cached): not part of the page.
+    await graphql_data(client, AUDIT_LOG, {"key": "dw://wh/audited", "after": None})
+    seen: list[tuple[str, str, str]] = []
+    after = None
+    while True:
+        with count_statements(app.state.db) as counter:
+            data = await graphql_data(client, AUDIT_LOG, {"key": "dw://wh/audited", "after": after})
+        # The asset by key, then the page with its runs and their jobs: no statement per entry, none per level.
+        assert counter.count == 2, counter.statements
+        page = data["asset"]["executions"]
+        for edge in page["edges"]:
+            execution = edge["node"]["execution"]
+            seen.append((execution["runId"], execution["state"], execution["job"]["name"]))
+        assert page["pageInfo"]["endCursor"] == page["edges"][-1]["cursor"]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    assert seen == [
+        (f"run-{index:03d}", "COMPLETE" if index % 4 else "FAIL", f"job_{index % 3}") for index in range(30)
+    ]
