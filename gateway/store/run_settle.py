@@ -11,7 +11,22 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import BigInteger, Boolean, String, and_, bindparam, case, exists, func, or_, select, tuple_, update
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    String,
+    and_,
+    any_,
+    bindparam,
+    case,
+    exists,
+    func,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -202,11 +217,16 @@ def build_batch_output_assets(dialect: str) -> Any:
         given = parallel_arrays("given", arrays)
         run_pk, asset_id = given.c.run_pks, given.c.asset_ids
         overturned, completed_at = given.c.overturned, given.c.completed_ats
+        # The same ids as a condition on assets itself: the planner then reads those rows by primary key. Joined to
+        # the unnest alone it may hash the whole table instead (a sequential scan of 100,000 assets, 50 ms of a
+        # 150 ms statement, for 800 of them).
+        named = stored.id == any_(bindparam("asset_ids", type_=postgresql.ARRAY(BigInteger(), dimensions=1)))
     else:
         run_pk = bindparam("run_pk", type_=_RUNS.c.id.type)
         asset_id = bindparam("asset_id", type_=_ASSETS.c.id.type)
         overturned = bindparam("overturned", type_=Boolean())
         completed_at = bindparam("completed_at", type_=_RUNS.c.state_time.type)
+        named = true()
     older = select(holder.c.id).where(
         holder.c.id == stored.last_run_id,
         tuple_(holder.c.event_time, holder.c.run_id) < tuple_(run.c.event_time, run.c.run_id),
@@ -230,7 +250,7 @@ def build_batch_output_assets(dialect: str) -> Any:
     )
     return (
         update(_ASSETS)
-        .where(run.c.id == run_pk, stored.id == asset_id, or_(takes_status, materializes, recomputes))
+        .where(run.c.id == run_pk, stored.id == asset_id, named, or_(takes_status, materializes, recomputes))
         .values(
             last_run_id=case((takes_status, run.c.id), else_=stored.last_run_id),
             last_status=case((takes_status, run.c.state), else_=stored.last_status),
