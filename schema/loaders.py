@@ -153,8 +153,13 @@ class Loaders:
         self.consumer_jobs_by_asset: BatchLoader[int, list[int]] = loader(
             see.job_id_lists(_job_ids_by_role("input")), []
         )
-        self.upstream_ids_by_asset: BatchLoader[int, list[int]] = loader(_neighbours(False, see.grants), [])
-        self.downstream_ids_by_asset: BatchLoader[int, list[int]] = loader(_neighbours(True, see.grants), [])
+        # The direct neighbours themselves, read with their edges (one statement, not edges then assets).
+        self.upstream_assets_by_asset: BatchLoader[int, list[orm.Asset]] = loader(
+            _neighbour_assets(False, see.grants), []
+        )
+        self.downstream_assets_by_asset: BatchLoader[int, list[orm.Asset]] = loader(
+            _neighbour_assets(True, see.grants), []
+        )
         self.neighbourhood_ids: BatchLoader[Neighbourhood, list[int]] = loader(_neighbourhoods(see.grants), [])
         self.health_by_asset: BatchLoader[int, orm.AssetHealth | None] = loader(alerts.read_health_by_asset_ids)
         self.health_status_by_asset: BatchLoader[int, str | None] = loader(alerts.read_health_status_by_asset_ids)
@@ -193,9 +198,9 @@ def _job_ids_by_role(role: str) -> Read[int, list[int]]:
     return read
 
 
-def _neighbours(downstream: bool, grants: NamespaceGrants | None) -> Read[int, list[int]]:
-    async def read(session: AsyncSession, asset_ids: list[int]) -> Mapping[int, list[int]]:
-        return await lineage.read_neighbour_ids(session, asset_ids, downstream, grants)
+def _neighbour_assets(downstream: bool, grants: NamespaceGrants | None) -> Read[int, list[orm.Asset]]:
+    async def read(session: AsyncSession, asset_ids: list[int]) -> Mapping[int, list[orm.Asset]]:
+        return await lineage.read_neighbour_assets(session, asset_ids, downstream, grants)
 
     return read
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -83,6 +83,30 @@ async def _neighbour_edges(
     as_of: datetime | None,
     grants: NamespaceGrants | None = None,
 ) -> list[Any]:
+    return await _neighbour_rows(session, frontier, downstream, as_of, grants, _edge_columns)
+
+
+def _edge_columns(near: Any, far: Any) -> list[Any]:
+    return [
+        LineageEdge.upstream_id,
+        LineageEdge.downstream_id,
+        LineageEdge.job_id,
+        LineageEdge.origin,
+        LineageEdge.first_seen_at,
+        LineageEdge.last_seen_at,
+        LineageEdge.retired_at,
+    ]
+
+
+async def _neighbour_rows(
+    session: AsyncSession,
+    frontier: Sequence[int],
+    downstream: bool,
+    as_of: datetime | None,
+    grants: NamespaceGrants | None,
+    columns: Callable[[Any, Any], list[Any]],
+) -> list[Any]:
+    """The frontier's live edges in one direction, as `columns(near, far)`, to assets that are not deleted."""
     # Assets outside the grants are left out, and the traversal does not pass through them.
     visible = namespace_clause(grants, Asset.namespace, dialect_name(session))
     near, far = (
@@ -93,15 +117,8 @@ async def _neighbour_edges(
     rows: list[Any] = []
     for start in range(0, len(frontier), FRONTIER_CHUNK):
         statement = (
-            select(
-                LineageEdge.upstream_id,
-                LineageEdge.downstream_id,
-                LineageEdge.job_id,
-                LineageEdge.origin,
-                LineageEdge.first_seen_at,
-                LineageEdge.last_seen_at,
-                LineageEdge.retired_at,
-            )
+            select(*columns(near, far))
+            .select_from(LineageEdge)
             .join(Asset, Asset.id == far)
             .where(
                 near.in_(frontier[start : start + FRONTIER_CHUNK]),
@@ -249,17 +266,23 @@ async def find_lineage_path(
     return None
 
 
-async def read_neighbour_ids(
+async def read_neighbour_assets(
     session: AsyncSession, asset_ids: Sequence[int], downstream: bool, grants: NamespaceGrants | None = None
-) -> dict[int, list[int]]:
-    """asset id -> ids of its live direct downstream (or upstream) assets."""
-    result: dict[int, list[int]] = {asset_id: [] for asset_id in asset_ids}
+) -> dict[int, list[Asset]]:
+    """asset id -> its live direct downstream (or upstream) assets, each once, in id order: the edges and the
+    assets they lead to in one statement."""
+    result: dict[int, list[Asset]] = {asset_id: [] for asset_id in asset_ids}
+    seen: dict[int, set[int]] = {asset_id: set() for asset_id in asset_ids}
     unique = sorted(set(asset_ids))
-    for up, down, *_ in await _neighbour_edges(session, unique, downstream, None, grants):
-        near, far = (up, down) if downstream else (down, up)
-        if far not in result[near]:
-            result[near].append(far)
+    for near, asset in await _neighbour_rows(session, unique, downstream, None, grants, _near_and_asset):
+        if asset.id not in seen[near]:
+            seen[near].add(asset.id)
+            result[near].append(asset)
     return result
+
+
+def _near_and_asset(near: Any, far: Any) -> list[Any]:
+    return [near, Asset]
 
 
 async def read_column_lineage_by_downstream_ids(

@@ -288,12 +288,11 @@ async def _neighbours(info: Info, asset_id: int, depth: int, downstream: bool) -
     depth = check_depth(info, depth)
     loaders = info.context.loaders
     if depth == 1:
-        loader = loaders.downstream_ids_by_asset if downstream else loaders.upstream_ids_by_asset
-        ids = await loader.load(asset_id)
-    else:
-        # Batched: a list of assets asking for their neighbourhoods walks the graph once per level, for all of them.
-        max_nodes = info.context.settings.lineage_max_nodes
-        ids = await loaders.neighbourhood_ids.load(Neighbourhood(asset_id, downstream, depth, max_nodes))
+        nearest = loaders.downstream_assets_by_asset if downstream else loaders.upstream_assets_by_asset
+        return await assets_of(info, await nearest.load(asset_id))
+    # Batched: a list of assets asking for their neighbourhoods walks the graph once per level, for all of them.
+    max_nodes = info.context.settings.lineage_max_nodes
+    ids = await loaders.neighbourhood_ids.load(Neighbourhood(asset_id, downstream, depth, max_nodes))
     return await assets_of(info, [row for row in await loaders.asset_by_id.load_many(ids) if row is not None])
 
 

@@ -11,7 +11,7 @@ from gateway.store.lineage import (
     Edge,
     LineageResult,
     find_lineage_path,
-    read_neighbour_ids,
+    read_neighbour_assets,
     traverse_lineage,
 )
 from tests.store.factories import asset_ids, at, declare, record
@@ -173,8 +173,8 @@ async def test_deleted_assets_are_left_out(db: Database) -> None:
     assert sorted(graph.pairs(both.edges)) == [("w/d1", "w/x"), ("w/m", "w/d1")]
     async with db.session() as session:
         assert await find_lineage_path(session, graph.ids["w/s1"], graph.ids["w/x"], 10, 100) is None
-        neighbours = await read_neighbour_ids(session, [graph.ids["w/m"]], downstream=True)
-    assert neighbours == {graph.ids["w/m"]: [graph.ids["w/d1"]]}
+        neighbours = await read_neighbour_assets(session, [graph.ids["w/m"]], downstream=True)
+    assert {near: [a.key for a in assets] for near, assets in neighbours.items()} == {graph.ids["w/m"]: ["w/d1"]}
 
 
 async def test_as_of_sees_an_edge_only_while_it_was_live(db: Database) -> None:
@@ -263,21 +263,22 @@ async def test_a_path_follows_only_live_edges(db: Database) -> None:
     assert graph.pairs(path) == [("w/c", "w/b")]
 
 
-async def test_read_neighbour_ids(db: Database) -> None:
+async def test_read_neighbour_assets(db: Database) -> None:
     graph = await _declared_graph(db)
     # A second edge between m and d1, through a job: d1 is still listed once.
     await record(db, "publish", "r1", "COMPLETE", at(5), inputs=["w/m"], outputs=["w/d1"])
     ids = graph.ids
     async with db.session() as session:
-        down = await read_neighbour_ids(session, [ids["w/m"], ids["w/x"], ids["w/m"]], downstream=True)
-        up = await read_neighbour_ids(session, [ids["w/st"], ids["w/s1"]], downstream=False)
-        nothing = await read_neighbour_ids(session, [], downstream=True)
-    assert {graph.keys[key]: sorted(graph.keys[v] for v in values) for key, values in down.items()} == {
-        "w/m": ["w/d1", "w/d2"],
+        down = await read_neighbour_assets(session, [ids["w/m"], ids["w/x"], ids["w/m"]], downstream=True)
+        up = await read_neighbour_assets(session, [ids["w/st"], ids["w/s1"]], downstream=False)
+        nothing = await read_neighbour_assets(session, [], downstream=True)
+    # Each neighbour once (d1 has two edges from m), in id order, as its row.
+    assert {graph.keys[key]: [asset.key for asset in assets] for key, assets in down.items()} == {
+        "w/m": sorted(["w/d1", "w/d2"], key=lambda key: ids[key]),
         "w/x": [],
     }
-    assert {graph.keys[key]: sorted(graph.keys[v] for v in values) for key, values in up.items()} == {
-        "w/st": ["w/s1", "w/s2"],
+    assert {graph.keys[key]: [asset.key for asset in assets] for key, assets in up.items()} == {
+        "w/st": sorted(["w/s1", "w/s2"], key=lambda key: ids[key]),
         "w/s1": [],
     }
     assert nothing == {}
