@@ -76,6 +76,8 @@ class Cursors(Sequence[str], Generic[T]):
         if isinstance(index, slice):
             return [self[position] for position in range(*index.indices(len(self)))]
         position = index + len(self._items) if index < 0 else index
+        if not 0 <= position < len(self._items):
+            raise IndexError(index)
         encoded = self._encoded.get(position)
         if encoded is None:
             item = self._items[position]
@@ -90,7 +92,7 @@ class Page(Generic[T]):
     items: Sequence[T]
     cursors: Sequence[str]
     has_next_page: bool
-    # Per item, the further columns its statement selected beside the entity (empty tuples when none).
+    # Per item, the further columns its statement selected beside the entity (empty when it selected none).
     columns: Sequence[tuple[Any, ...]] = ()
 
 

@@ -546,3 +546,19 @@ async def test_a_page_read_with_health_carries_each_assets_verdict(db: Database)
         after = with_health.cursors[-1]
     assert statuses == {asset.key: {ORDERS: "STALE", EVENTS: "FRESH"}.get(asset.key) for asset in plain}
     assert len(plain) > 4
+
+
+async def test_a_pages_cursors_are_its_items_in_order_however_they_are_read(db: Database) -> None:
+    await _catalog(db)
+    async with db.session() as session:
+        page = await list_assets(session, AssetFilter(), 3)
+    cursors = page.cursors
+    # Encoded when read: the last first, then all of them, slices and negative indexes alike.
+    last = cursors[-1]
+    assert list(cursors) == [cursors[0], cursors[1], last]
+    assert cursors[1:] == [cursors[1], last]
+    assert [Cursor.decode(token, "KEY").value for token in cursors] == [asset.key for asset in page.items]
+    with pytest.raises(IndexError):
+        cursors[3]
+    with pytest.raises(IndexError):
+        cursors[-4]
