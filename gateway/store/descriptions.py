@@ -372,11 +372,10 @@ async def _upsert_described(session: AsyncSession, rows: Sequence[dict[str, Any]
     if revived:
         revive = cached(session, "revive named assets", _build_revive)
         await session.execute(revive, [revived[asset_id] for asset_id in sorted(revived)])
-    for key in {values["key"] for values in rows} - ids.keys():
-        if key in stored:
-            ids[key] = stored[key][0]
+    named = {values["key"] for values in rows}
+    ids |= {key: stored[key][0] for key in named - ids.keys() if key in stored}
     # Created by another transaction since the assets were read: its row was there to lock, but not returned.
-    if missing := sorted({values["key"] for values in rows} - ids.keys()):
+    if missing := sorted(named - ids.keys()):
         found = _stored(await lookup_identifiers(session, missing))
         ids |= {key: found[key][0] for key in missing}
     return ids

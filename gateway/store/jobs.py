@@ -200,37 +200,31 @@ NAMES_PER_STATEMENT = 5_000
 
 
 async def read_job_ids(session: AsyncSession, names: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """(namespace, name) -> id of the jobs there are (two lists of names, as `read_jobs_by_names`)."""
+    """(namespace, name) -> id of the jobs there are."""
+    return {(namespace, name): job_id for job_id, namespace, name in await _named(session, names, Job.id)}
+
+
+async def read_jobs_by_names(session: AsyncSession, names: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Job]:
+    return {(job.namespace, job.name): job for job, _, _ in await _named(session, names, Job)}
+
+
+async def _named(session: AsyncSession, names: Sequence[tuple[str, str]], read: Any) -> list[Any]:
+    """(read, namespace, name) of each job named.
+
+    Two scalar lists, not a row-value IN: Postgres turns `(namespace, name) IN (($1, $2), ...)` into a tree of ORs
+    that exceeds its stack depth limit at about 8,000 pairs, which one `_entities` request can hold. The two lists
+    can match more jobs than were asked for; those are dropped here."""
     wanted = sorted(set(names))
-    found: dict[tuple[str, str], int] = {}
+    rows: list[Any] = []
     for start in range(0, len(wanted), NAMES_PER_STATEMENT):
         chunk = wanted[start : start + NAMES_PER_STATEMENT]
-        statement = select(Job.id, Job.namespace, Job.name).where(
+        statement = select(read, Job.namespace, Job.name).where(
             one_of(session, Job.namespace, (pair[0] for pair in chunk)),
             one_of(session, Job.name, (pair[1] for pair in chunk)),
         )
         asked = set(chunk)
-        for job_id, namespace, name in await session.execute(statement):
-            if (namespace, name) in asked:
-                found[namespace, name] = job_id
-    return found
-
-
-async def read_jobs_by_names(session: AsyncSession, names: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Job]:
-    # Two scalar IN lists, not a row-value IN: Postgres turns `(namespace, name) IN (($1, $2), ...)` into a tree of
-    # ORs that exceeds its stack depth limit at about 8,000 pairs, which one `_entities` request can hold. The two
-    # lists can match more jobs than were asked for; those are dropped here.
-    wanted = sorted(set(names))
-    found: dict[tuple[str, str], Job] = {}
-    for start in range(0, len(wanted), NAMES_PER_STATEMENT):
-        chunk = wanted[start : start + NAMES_PER_STATEMENT]
-        namespaces, job_names = sorted({pair[0] for pair in chunk}), sorted({pair[1] for pair in chunk})
-        statement = select(Job).where(Job.namespace.in_(namespaces), Job.name.in_(job_names))
-        asked = set(chunk)
-        for job in await session.scalars(statement):
-            if (job.namespace, job.name) in asked:
-                found[job.namespace, job.name] = job
-    return found
+        rows += [row for row in await session.execute(statement) if (row[1], row[2]) in asked]
+    return rows
 
 
 async def read_latest_runs_by_job_ids(session: AsyncSession, job_ids: Sequence[int]) -> dict[int, Run]:

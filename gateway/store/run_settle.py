@@ -16,7 +16,6 @@ from sqlalchemy import (
     Boolean,
     String,
     and_,
-    any_,
     bindparam,
     case,
     exists,
@@ -220,7 +219,7 @@ def build_batch_output_assets(dialect: str) -> Any:
         # The same ids as a condition on assets itself: the planner then reads those rows by primary key. Joined to
         # the unnest alone it may hash the whole table instead (a sequential scan of 100,000 assets, 50 ms of a
         # 150 ms statement, for 800 of them).
-        named = stored.id == any_(bindparam("asset_ids", type_=postgresql.ARRAY(BigInteger(), dimensions=1)))
+        named = in_list(dialect, stored.id, "asset_ids")
     else:
         run_pk = bindparam("run_pk", type_=_RUNS.c.id.type)
         asset_id = bindparam("asset_id", type_=_ASSETS.c.id.type)
