@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from gateway.auth import NamespaceGrants
 from gateway.orm import Asset, AssetHealth
@@ -55,7 +56,9 @@ async def list_assets(
     `Page.columns`: the status, or None when never swept)."""
     statement = select(Asset).where(*asset_conditions(asset_filter, dialect_name(session)))
     if with_health:
-        statement = statement.add_columns(AssetHealth.status).outerjoin(AssetHealth, AssetHealth.asset_id == Asset.id)
+        # An alias: the filter's own subqueries on asset_health (health statuses) must not correlate to this join.
+        health = aliased(AssetHealth)
+        statement = statement.add_columns(health.status).outerjoin(health, health.asset_id == Asset.id)
     return await keyset_page(session, statement, _ORDERS[order], first, after)
 
 

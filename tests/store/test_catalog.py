@@ -562,3 +562,20 @@ async def test_a_pages_cursors_are_its_items_in_order_however_they_are_read(db: 
         cursors[3]
     with pytest.raises(IndexError):
         cursors[-4]
+
+
+@pytest.mark.parametrize("statuses", [["STALE"], ["UNKNOWN"], ["FRESH", "UNKNOWN"]])
+async def test_a_page_with_health_filters_by_health_as_one_without(db: Database, statuses: list[str]) -> None:
+    # The filter's subqueries on asset_health must not bind to the page's own join of it.
+    await _catalog(db)
+    ids = dict(zip((ORDERS, EVENTS), await asset_ids(db, ORDERS, EVENTS), strict=True))
+    async with db.transaction() as session:
+        session.add(AssetHealth(asset_id=ids[ORDERS], status="STALE", since=at(5)))
+        session.add(AssetHealth(asset_id=ids[EVENTS], status="FRESH", since=at(5)))
+    by_health = AssetFilter(health_statuses=statuses)
+    async with db.session() as session:
+        with_health = await list_assets(session, by_health, 50, None, AssetOrder.KEY, with_health=True)
+        without = await list_assets(session, by_health, 50, None, AssetOrder.KEY)
+    assert without.items
+    assert [a.key for a in with_health.items] == [a.key for a in without.items]
+    assert all((status or "UNKNOWN") in statuses for (status,) in with_health.columns)
