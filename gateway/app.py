@@ -92,7 +92,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     schema = build_schema(settings, metrics)
     live = LiveChanges(db, settings)
     graphql = GatewayGraphQL(schema, db, settings, {monitor.name: monitor}, shippers, authenticator, live)
-    ingest_writer = GroupWriter(db)
+    ingest_writer = GroupWriter(db, max_wait_seconds=settings.ingest_group_wait_seconds)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

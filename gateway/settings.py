@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     shippers: list[dict[str, Any]] = Field(default_factory=list)
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_batch_events: int = Field(default=10_000, ge=1)
+    # How long a group of concurrent POSTs waits for as many requests as the previous group answered (0: never).
+    ingest_group_wait_seconds: float = Field(default=0.01, ge=0, le=1)
     max_page_size: int = Field(default=500, ge=1, le=500)
     default_page_size: int = Field(default=50, ge=1, le=500)
     max_query_depth: int = Field(default=12, ge=2)

@@ -12,6 +12,8 @@ import pytest
 from starlette.applications import Starlette
 
 from gateway.database import Database
+from gateway.ingest.service import prepare
+from gateway.ingest.writer import GroupWriter, Outcome, PreparedEvent, Written
 from tests.helpers import count_statements
 from tests.ingest.support import (
     APPLES,
@@ -91,3 +93,56 @@ async def test_a_batch_and_single_events_posted_at_once(client: httpx.AsyncClien
     for document in events:
         assert (await post_alone(client, document)).status_code == 201
     assert await snapshot(db) == together
+
+
+def stores(statements: list[str]) -> int:
+    """Transactions that wrote events: each stores its group's raw events in one statement."""
+    return sum(1 for sql in statements if sql.lstrip().startswith("INSERT INTO lineage_events"))
+
+
+async def test_a_group_waits_for_as_many_requests_as_the_previous_one_answered(db: Database) -> None:
+    events = [prepare(document) for document in corpus_events()[:10]]
+    writer = GroupWriter(db, max_wait_seconds=1.0)
+
+    async def later(delay: float, event: PreparedEvent) -> list[Outcome]:
+        await asyncio.sleep(delay)
+        return await writer.write([event])
+
+    # Four clients at once: one group.
+    with count_statements(db) as counter:
+        first = await asyncio.gather(*(writer.write([event]) for event in events[:4]))
+    assert first == [[Written.ACCEPTED]] * 4
+    assert stores(counter.statements) == 1
+
+    # The same four come back one after the other, further apart than a group takes to write: the group waits
+    # for all four instead of writing the first one alone.
+    with count_statements(db) as counter:
+        second = await asyncio.gather(*(later(0.15 * n, event) for n, event in enumerate(events[4:8])))
+    assert second == [[Written.ACCEPTED]] * 4
+    assert stores(counter.statements) == 1
+
+    # Only one comes back: it is written once the wait is over, and from then on nobody waits for a crowd.
+    with count_statements(db) as counter:
+        assert await asyncio.wait_for(writer.write([events[8]]), timeout=30) == [Written.ACCEPTED]
+        assert await asyncio.gather(later(0, events[9]), later(0.3, events[8])) == [
+            [Written.ACCEPTED],
+            [Written.DUPLICATE],
+        ]
+    assert stores(counter.statements) == 3
+    await writer.aclose()
+
+
+async def test_a_group_waits_no_longer_than_its_limit(db: Database) -> None:
+    events = [prepare(document) for document in corpus_events()[:5]]
+    writer = GroupWriter(db, max_wait_seconds=0.0)
+    await asyncio.gather(*(writer.write([event]) for event in events[:4]))
+
+    async def later(delay: float, event: PreparedEvent) -> list[Outcome]:
+        await asyncio.sleep(delay)
+        return await writer.write([event])
+
+    # No wait at all: the one that comes back first is written on its own.
+    with count_statements(db) as counter:
+        await asyncio.gather(later(0, events[4]), later(0.3, events[0]))
+    assert stores(counter.statements) == 2
+    await writer.aclose()
