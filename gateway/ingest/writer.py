@@ -28,6 +28,7 @@ from gateway.errors import GatewayError
 from gateway.ingest.events import Event
 from gateway.ingest.normalise import BatchEventError, BatchUnsettled, apply_event, apply_events
 from gateway.store.events import RawEvent, store_raw_event, store_raw_events
+from gateway.store.sql import allow_generic_plans
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +124,7 @@ async def write_events(db: Database, events: Sequence[PreparedEvent], now: datet
         async def work(
             session: AsyncSession, batch: list[PreparedEvent] = batch, together: bool = together
         ) -> list[bool]:
+            await allow_generic_plans(session)
             return await apply_prepared(session, batch, now, together)
 
         try:

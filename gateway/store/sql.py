@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from sqlalchemy import BigInteger, ColumnElement, String, Table, Text, any_, bindparam, func, select
+from sqlalchemy import BigInteger, ColumnElement, String, Table, Text, any_, bindparam, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
@@ -54,6 +54,16 @@ def _earlier_sqlite(element: earlier, compiler: Any, **kw: Any) -> str:
 
 def dialect_name(session: AsyncSession) -> str:
     return session.get_bind().dialect.name
+
+
+async def allow_generic_plans(session: AsyncSession) -> None:
+    """Let the rest of this transaction reuse cached plans (Postgres' default, `plan_cache_mode = auto`).
+
+    Serving connections plan every statement for its own values (gateway/database.py), which also re-plans the
+    lookups Postgres runs for each row a foreign key checks: at S, 4 ms per 1,000 checks with cached plans, 12 to 18 ms
+    without. Writes of ingestion look rows up by key, whose plans do not depend on the values."""
+    if dialect_name(session) == "postgresql":
+        await session.execute(text("SET LOCAL plan_cache_mode = auto"))
 
 
 def one_of(session: AsyncSession, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
