@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.database import Database
 
@@ -60,6 +61,22 @@ def count_statements(db: Database) -> Iterator[StatementCounter]:
     finally:
         for engine in db.engines:
             event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+@contextmanager
+def caught_statements(engine: AsyncEngine, wanted: Callable[[str], bool]) -> Iterator[list[tuple[str, Any]]]:
+    """The statements `engine` sends while the block runs that `wanted` keeps, each with its parameters."""
+    caught: list[tuple[str, Any]] = []
+
+    def catch(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
+        if wanted(statement):
+            caught.append((statement, parameters))
+
+    event.listen(engine.sync_engine, "before_cursor_execute", catch)
+    try:
+        yield caught
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", catch)
 
 
 def free_port() -> int:

@@ -7,12 +7,11 @@ with sorting discouraged (Postgres) so that a sort in the plan means no index ca
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.database import Database
@@ -20,6 +19,7 @@ from gateway.orm import Asset
 from gateway.store import alerts, catalog, runs
 from gateway.store.asset_filters import AssetFilter
 from gateway.store.catalog import AssetOrder
+from tests.helpers import caught_statements
 
 Listing = Callable[[AsyncSession], Awaitable[Any]]
 
@@ -38,23 +38,8 @@ LISTINGS: dict[str, Listing] = {
 }
 
 
-@contextmanager
-def _statements(db: Database) -> Iterator[list[tuple[str, Any]]]:
-    caught: list[tuple[str, Any]] = []
-
-    def catch(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            caught.append((statement, parameters))
-
-    event.listen(db.read_engine.sync_engine, "before_cursor_execute", catch)
-    try:
-        yield caught
-    finally:
-        event.remove(db.read_engine.sync_engine, "before_cursor_execute", catch)
-
-
 async def _plan(db: Database, listing: Listing) -> list[str]:
-    with _statements(db) as caught:
+    with caught_statements(db.read_engine, lambda sql: sql.lstrip().upper().startswith("SELECT")) as caught:
         async with db.session() as session:
             await listing(session)
     assert len(caught) == 1, caught

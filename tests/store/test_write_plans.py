@@ -7,19 +7,18 @@ The run upsert is caught on its way to the driver while a batch of real dbt even
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.database import Database
 from gateway.ingest import writer
 from gateway.ingest.service import prepare
 from gateway.ingest.writer import PreparedEvent, Written, write_events
+from tests.helpers import caught_statements
 from tests.ingest.support import DBT_RUN, fill_templates, load_documents
 
 NOW = datetime(2026, 11, 1, tzinfo=UTC)
@@ -38,19 +37,8 @@ def dbt_events(runs: int) -> list[PreparedEvent]:
     return [prepare(document) for document in documents]
 
 
-@contextmanager
-def _run_upserts(db: Database) -> Iterator[list[tuple[str, Any]]]:
-    caught: list[tuple[str, Any]] = []
-
-    def catch(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool) -> None:
-        if statement.lstrip().startswith("INSERT INTO runs") and "EXISTS" in statement:
-            caught.append((statement, parameters))
-
-    event.listen(db.engine.sync_engine, "before_cursor_execute", catch)
-    try:
-        yield caught
-    finally:
-        event.remove(db.engine.sync_engine, "before_cursor_execute", catch)
+def _is_run_upsert(statement: str) -> bool:
+    return statement.lstrip().startswith("INSERT INTO runs") and "EXISTS" in statement
 
 
 async def _explain(db: Database, statement: str, parameters: Any) -> list[str]:
@@ -68,7 +56,7 @@ async def test_a_batch_of_runs_probes_each_runs_datasets_by_index(db: Database, 
     events = dbt_events(300)
     assert await write_events(db, events, NOW) == [Written.ACCEPTED] * len(events)
     again = [prepare({**prepared.raw.payload, "eventTime": "2026-11-01T00:00:00Z"}) for prepared in events]
-    with _run_upserts(db) as caught:
+    with caught_statements(db.engine, _is_run_upsert) as caught:
         assert await write_events(db, again, NOW) == [Written.ACCEPTED] * len(again)
     assert caught, "no run upsert reported the runs' datasets"
     plan = "\n".join(await _explain(db, *caught[0]))
