@@ -102,7 +102,9 @@ def create_engine(settings: Settings, serving: bool = False, isolation_level: st
     connect_args: dict[str, Any] = {"prepared_statement_cache_size": PREPARED_STATEMENTS_PER_CONNECTION}
     # A prepared statement lives as long as its connection, and after five runs Postgres may keep one generic plan
     # for it, made from the statistics of that moment. Planned while a new database was nearly empty, the insert of
-    # a run's edges took 20 s a statement once run_assets held 65k rows. Each run is planned for its own values.
+    # a run's edges took 20 s a statement once run_assets held 65k rows. Each run is planned for its own values,
+    # except in ingest transactions (store/sql.py allow_generic_plans): there a foreign-key check would be planned
+    # again for every row, and their lookups by key plan alike whatever the values.
     # No JIT compilation: a statement whose estimated cost crosses jit_above_cost (correlated subqueries over big
     # tables estimate high) spent ~30 ms compiling to run in 150; the gateway's statements are too short to repay it.
     server_settings = {"plan_cache_mode": "force_custom_plan", "jit": "off"}
