@@ -17,9 +17,22 @@ a plain field reads attributes only, so reading it again changes nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import Enum
+from operator import attrgetter
 from typing import Any
 
-from graphql import GraphQLField, GraphQLLeafType, GraphQLList, GraphQLNonNull, GraphQLObjectType, is_leaf_type
+from graphql import (
+    GraphQLBoolean,
+    GraphQLEnumType,
+    GraphQLField,
+    GraphQLLeafType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLScalarType,
+    GraphQLString,
+    is_leaf_type,
+)
 from graphql.execution.collect_fields import FieldDetailsList
 from graphql.pyutils import Path, Undefined, UndefinedType
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
@@ -32,23 +45,20 @@ AT_HAND = "gateway:at-hand"
 
 
 class _Leaf:
-    """How to answer one plain leaf field: read it (Strawberry's attribute resolver, or the field's read of what is
-    at hand), then serialize."""
+    """How to answer one plain leaf field: read it (the attribute, or the field's read of what is at hand), then
+    serialize."""
 
-    __slots__ = ("coerce", "is_list", "non_null", "resolve")
+    __slots__ = ("coerce", "is_list", "non_null", "read")
 
-    def __init__(
-        self, resolve: Callable[[Any, None], Any], leaf_type: GraphQLLeafType, non_null: bool, is_list: bool
-    ) -> None:
-        self.resolve = resolve
-        self.coerce = leaf_type.coerce_output_value
+    def __init__(self, read: Callable[[Any], Any], leaf_type: GraphQLLeafType, non_null: bool, is_list: bool) -> None:
+        self.read = read
+        self.coerce = _serializer(leaf_type)
         self.non_null = non_null
         self.is_list = is_list
 
     def answer(self, source: Any) -> Any:
         """The field's answer, or Undefined where graphql-core's path must answer (an error to report)."""
-        # A basic field's resolver reads the attribute and never looks at its info.
-        value = self.resolve(source, None)
+        value = self.read(source)
         if value is Undefined:
             return Undefined
         if value is None:
@@ -63,6 +73,31 @@ class _Leaf:
         return Undefined if None in items else items
 
 
+# Built-in scalars whose serialization returns a value of this exact type unchanged (not Float: it refuses NaN).
+_UNCHANGED: dict[GraphQLScalarType, type] = {GraphQLString: str, GraphQLBoolean: bool}
+
+
+def _serializer(leaf_type: GraphQLLeafType) -> Callable[[Any], Any]:
+    """The leaf type's serialization, answering directly the values it returns unchanged or looks up: per value a
+    type check, or a dictionary lookup instead of Strawberry's search through an enum's values."""
+    coerce = leaf_type.coerce_output_value
+    if isinstance(leaf_type, GraphQLEnumType):
+        # Strawberry's enums know the Python enum they serialize: its members' names are known in advance.
+        wrapped = getattr(leaf_type, "wrapped_cls", None)
+        if not (isinstance(wrapped, type) and issubclass(wrapped, Enum)):
+            return coerce
+        names = {member: coerce(member) for member in wrapped}
+
+        def serialize_enum(value: Any) -> Any:
+            return names[value] if type(value) is wrapped else coerce(value)
+
+        return serialize_enum
+    exact = _UNCHANGED.get(leaf_type) if isinstance(leaf_type, GraphQLScalarType) else None
+    if exact is None:
+        return coerce
+    return lambda value: value if type(value) is exact else coerce(value)
+
+
 # The answer of a plain field for its source object, or Undefined where graphql-core's path must answer.
 Answer = Callable[[Any], Any]
 
@@ -71,17 +106,17 @@ class _Object:
     """How to read one object field, or list of objects, that may be plain (whether it is depends on the selection
     a query makes of it)."""
 
-    __slots__ = ("is_list", "items_non_null", "non_null", "object_type", "resolve")
+    __slots__ = ("is_list", "items_non_null", "non_null", "object_type", "read")
 
     def __init__(
         self,
-        resolve: Callable[[Any, None], Any],
+        read: Callable[[Any], Any],
         object_type: GraphQLObjectType,
         non_null: bool,
         is_list: bool,
         items_non_null: bool,
     ) -> None:
-        self.resolve = resolve
+        self.read = read
         self.object_type = object_type
         self.non_null = non_null
         self.is_list = is_list
@@ -89,7 +124,7 @@ class _Object:
 
     def answering(self, fields: list[tuple[str, Answer]]) -> Answer:
         """The answer of this field when its selection is `fields`: (response name, answer) in order."""
-        resolve, non_null, is_list, items_non_null = self.resolve, self.non_null, self.is_list, self.items_non_null
+        read, non_null, is_list, items_non_null = self.read, self.non_null, self.is_list, self.items_non_null
 
         def fill(value: Any) -> Any:
             answer = {}
@@ -101,7 +136,7 @@ class _Object:
             return answer
 
         def answer(source: Any) -> Any:
-            value = resolve(source, None)
+            value = read(source)
             if value is Undefined:
                 return Undefined
             if value is None:
@@ -148,11 +183,13 @@ def _describe(field: GraphQLField) -> _Leaf | _Object | None:
     if not isinstance(definition, StrawberryField) or field.args:
         return None
     at_hand = definition.metadata.get(AT_HAND)
-    resolve: Callable[[Any, None], Any]
+    read: Callable[[Any], Any]
     if at_hand is not None:
-        resolve = lambda source, _info: at_hand(source)  # noqa: E731
+        read = at_hand
     elif definition.is_basic_field and field.resolve is not None and getattr(field.resolve, "_is_default", False):
-        resolve = field.resolve
+        # What Strawberry's resolver of a basic field does (`default_resolver(source, python_name)`), called directly.
+        resolver, name = definition.default_resolver, definition.python_name
+        read = attrgetter(name) if resolver is getattr else lambda source: resolver(source, name)
     else:
         return None
     field_type, non_null = field.type, isinstance(field.type, GraphQLNonNull)
@@ -168,10 +205,10 @@ def _describe(field: GraphQLField) -> _Leaf | _Object | None:
         # Lists of non-null leaves only (owners, tags): a null item is graphql-core's to report.
         if is_list and not items_non_null:
             return None
-        return _Leaf(resolve, field_type, non_null, is_list)
+        return _Leaf(read, field_type, non_null, is_list)
     # An object type that checks what it is given (is_type_of: it implements an interface) takes the long path.
     if isinstance(field_type, GraphQLObjectType) and field_type.is_type_of is None:
-        return _Object(resolve, field_type, non_null, is_list, items_non_null)
+        return _Object(read, field_type, non_null, is_list, items_non_null)
     return None
 
 

@@ -44,6 +44,11 @@ _ORDERS: dict[AssetOrder, KeysetOrder[Asset]] = {
 }
 
 
+# An alias: the filter's own subqueries on asset_health (health statuses) must not correlate to the page's join.
+# Made once: SQLAlchemy keys its statement cache on the alias, which costs far more for a new one per statement.
+_HEALTH = aliased(AssetHealth, name="page_health")
+
+
 async def list_assets(
     session: AsyncSession,
     asset_filter: AssetFilter,
@@ -56,9 +61,7 @@ async def list_assets(
     `Page.columns`: the status, or None when never swept)."""
     statement = select(Asset).where(*asset_conditions(asset_filter, dialect_name(session)))
     if with_health:
-        # An alias: the filter's own subqueries on asset_health (health statuses) must not correlate to this join.
-        health = aliased(AssetHealth)
-        statement = statement.add_columns(health.status).outerjoin(health, health.asset_id == Asset.id)
+        statement = statement.add_columns(_HEALTH.status).outerjoin(_HEALTH, _HEALTH.asset_id == Asset.id)
     return await keyset_page(session, statement, _ORDERS[order], first, after)
 
 

@@ -108,6 +108,17 @@ async def test_plain_leaves_answer_as_graphql_core_does(db: Database, settings: 
 @strawberry.enum
 class Colour(enum.Enum):
     RED = "red"
+    BLUE = "blue"
+
+
+class Paint(enum.Enum):
+    """Not the schema's enum, with a value alike."""
+
+    RED = "red"
+
+
+class Label(str):
+    pass
 
 
 @strawberry.type
@@ -117,10 +128,11 @@ class Odd:
     colour: Colour
     maybe: int | None
     number: int
+    flag: bool
 
 
 def _odd(**values: Any) -> Odd:
-    fields = {"name": "x", "names": ["a"], "colour": Colour.RED, "maybe": None, "number": 1, **values}
+    fields = {"name": "x", "names": ["a"], "colour": Colour.RED, "maybe": None, "number": 1, "flag": True, **values}
     odd = Odd.__new__(Odd)
     odd.__dict__.update(fields)
     return odd
@@ -139,7 +151,13 @@ class OddQuery:
             _odd(number="twelve"),  # an Int that is no integer
             _odd(number=2**40),  # an Int beyond 32 bits
             _odd(maybe=7),
+            _odd(colour=Paint.RED),  # another enum's member, of the same value
         ]
+
+    @strawberry.field
+    def converted(self) -> list[Odd]:
+        """Values a scalar or an enum answers otherwise than as they are."""
+        return [_odd(name=12, names=[Label("b"), 3.5], flag=0), _odd(name=Label("y"), colour="blue", flag=1), _odd()]
 
 
 async def _both_paths(query_type: type, query: str) -> list[tuple[Any, list[tuple[str, tuple[Any, ...]]]]]:
@@ -198,6 +216,21 @@ async def test_plain_objects_answer_as_graphql_core_does(query: str) -> None:
     assert answers[0][0] is not None
 
 
+async def test_values_a_scalar_converts_answer_as_graphql_core_does() -> None:
+    answers = await _both_paths(OddQuery, "{ converted { name names colour flag } }")
+    assert answers[0] == answers[1]
+    assert answers[0] == (
+        {
+            "converted": [
+                {"name": "12", "names": ["b", "3.5"], "colour": "RED", "flag": False},
+                {"name": "y", "names": ["a"], "colour": "BLUE", "flag": True},
+                {"name": "x", "names": ["a"], "colour": "RED", "flag": True},
+            ]
+        },
+        [],
+    )
+
+
 @pytest.mark.parametrize(
     "query",
     [
@@ -205,7 +238,7 @@ async def test_plain_objects_answer_as_graphql_core_does(query: str) -> None:
         "{ odds { names } }",
         "{ odds { colour } }",
         "{ odds { number } }",
-        "{ odds { maybe name names colour number __typename } }",
+        "{ odds { maybe name names colour number flag __typename } }",
     ],
 )
 async def test_values_breaking_the_rules_fail_as_graphql_core_reports_them(query: str) -> None:
