@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from gateway.orm import Alert, Asset, AssetHealth, FreshnessPolicy
+from gateway.store.asset_records import AssetColumns
 from monitors.deadlines import deadline
 
 
@@ -32,7 +33,11 @@ def policy_terms(policy: FreshnessPolicy, health: AssetHealth | None) -> str:
 
 
 def explain(
-    asset: Asset, policy: FreshnessPolicy | None, health: AssetHealth | None, now: datetime, status: str | None = None
+    asset: AssetColumns,
+    policy: FreshnessPolicy | None,
+    health: AssetHealth | None,
+    now: datetime,
+    status: str | None = None,
 ) -> str:
     """Why the asset has its status, in one sentence."""
     status = status or (health.status if health else "UNKNOWN")
@@ -49,7 +54,7 @@ def explain(
 
 
 def policy_deadline(
-    policy: FreshnessPolicy | None, health: AssetHealth | None, asset: Asset, now: datetime
+    policy: FreshnessPolicy | None, health: AssetHealth | None, asset: AssetColumns, now: datetime
 ) -> datetime | None:
     """When the asset becomes (or became) stale under its policy."""
     if policy is None:

@@ -16,12 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway import orm
 from gateway.auth import ANONYMOUS, NamespaceGrants, Principal
 from gateway.database import Database
-from gateway.store import alerts, assets, jobs, lineage, policies, runs
+from gateway.store import alerts, asset_records, assets, jobs, lineage, policies, runs
+from gateway.store.asset_records import AssetRecord
 from schema.batch_loader import BatchLoader, Waves
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
-N = TypeVar("N", orm.Asset, orm.Job)
+N = TypeVar("N", orm.Asset, AssetRecord, orm.Job)
 Read = Callable[[AsyncSession, list[K]], Awaitable[Mapping[K, V]]]
 
 
@@ -134,9 +135,13 @@ class Loaders:
         loader = partial(_loader, Waves(), db)
         see = Visibility(principal)
         self.grants = see.grants
-        self.asset_by_id: BatchLoader[int, orm.Asset | None] = loader(see.namespaced(assets.read_assets_by_ids))
+        self.asset_by_id: BatchLoader[int, AssetRecord | None] = loader(
+            see.namespaced(asset_records.read_asset_records_by_ids)
+        )
         self.asset_by_key: BatchLoader[str, orm.Asset | None] = loader(see.namespaced(assets.read_assets_by_keys))
         self.aliases_by_asset: BatchLoader[int, list[str]] = loader(assets.read_aliases_by_asset_ids, [])
+        # Asked for after the asset (visible, then) was read.
+        self.fields_by_asset: BatchLoader[int, list[dict[str, Any]]] = loader(asset_records.read_asset_fields, [])
         self.job_by_id: BatchLoader[int, orm.Job | None] = loader(see.namespaced(jobs.read_jobs_by_ids))
         self.job_by_name: BatchLoader[tuple[str, str], orm.Job | None] = loader(see.namespaced(jobs.read_jobs_by_names))
         # A visible job's runs are visible: they are in its namespace.

@@ -13,6 +13,7 @@ from sqlalchemy.orm import aliased
 from gateway.auth import NamespaceGrants
 from gateway.orm import Asset, AssetHealth
 from gateway.store.asset_filters import AssetFilter, asset_conditions
+from gateway.store.asset_records import ASSET_RECORD, AssetRecord
 from gateway.store.grants import namespace_clause
 from gateway.store.pagination import KeysetOrder, Page, keyset_page
 from gateway.store.sql import dialect_name
@@ -25,16 +26,18 @@ class AssetOrder(enum.Enum):
     MATERIALIZED_AT_DESC = "MATERIALIZED_AT_DESC"
 
 
-def _order(order: AssetOrder, column: Any, descending: bool, holds_times: bool, nullable: bool) -> KeysetOrder[Asset]:
+def _order(
+    order: AssetOrder, column: Any, descending: bool, holds_times: bool, nullable: bool
+) -> KeysetOrder[AssetRecord]:
     read = attrgetter(column.key)
     return KeysetOrder(order.value, column, Asset.id, descending, holds_times, read, _asset_id, nullable)
 
 
-def _asset_id(asset: Asset) -> int:
+def _asset_id(asset: AssetRecord) -> int:
     return asset.id
 
 
-_ORDERS: dict[AssetOrder, KeysetOrder[Asset]] = {
+_ORDERS: dict[AssetOrder, KeysetOrder[AssetRecord]] = {
     AssetOrder.KEY: _order(AssetOrder.KEY, Asset.key, False, False, nullable=False),
     AssetOrder.NAME: _order(AssetOrder.NAME, Asset.name, False, False, nullable=False),
     AssetOrder.UPDATED_AT_DESC: _order(AssetOrder.UPDATED_AT_DESC, Asset.updated_at, True, True, nullable=False),
@@ -56,10 +59,10 @@ async def list_assets(
     after: str | None = None,
     order: AssetOrder = AssetOrder.KEY,
     with_health: bool = False,
-) -> Page[Asset]:
+) -> Page[AssetRecord]:
     """A page of the catalog; `with_health` reads each asset's sweep verdict in the same statement (in
     `Page.columns`: the status, or None when never swept)."""
-    statement = select(Asset).where(*asset_conditions(asset_filter, dialect_name(session)))
+    statement = select(ASSET_RECORD).where(*asset_conditions(asset_filter, dialect_name(session)))
     if with_health:
         statement = statement.add_columns(_HEALTH.status).outerjoin(_HEALTH, _HEALTH.asset_id == Asset.id)
     return await keyset_page(session, statement, _ORDERS[order], first, after)

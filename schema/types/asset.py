@@ -14,6 +14,7 @@ from strawberry.scalars import JSON
 from gateway import orm
 from gateway.store import alerts as alert_store
 from gateway.store import runs
+from gateway.store.asset_records import AssetColumns
 from monitors.messages import explain, policy_deadline
 from schema.context import Info
 from schema.execution import AT_HAND
@@ -84,7 +85,7 @@ class ColumnLineageEdge:
 @strawberry.federation.type(keys=["key"], description="An asset: a table, file, topic, model, dashboard...")
 class Asset:
     id: strawberry.Private[int]
-    row: strawberry.Private[orm.Asset]
+    row: strawberry.Private[AssetColumns]
     key: str
     namespace: str
     name: str
@@ -106,7 +107,7 @@ class Asset:
     health_known: strawberry.Private[bool] = False
 
     @classmethod
-    def from_row(cls, row: orm.Asset, health_status: str | EllipsisType | None = ...) -> Asset:
+    def from_row(cls, row: AssetColumns, health_status: str | EllipsisType | None = ...) -> Asset:
         """The asset of `row`; with the sweep's verdict (None: never swept), its status needs no query."""
         return cls(
             id=row.id,
@@ -135,10 +136,13 @@ class Asset:
         return None if row is None else cls.from_row(row)
 
     @strawberry.field(name="schema", description="The asset's fields, as producers last reported them.")
-    def schema_fields(self) -> list[SchemaField]:
+    async def schema_fields(self, info: Info) -> list[SchemaField]:
+        # Records (lists, neighbours) leave the fields out: they are read for the assets that are asked for them.
+        at_hand = self.row.fields if isinstance(self.row, orm.Asset) else None
+        fields = at_hand if at_hand is not None else await info.context.loaders.fields_by_asset.load(self.id)
         return [
             SchemaField(name=str(field.get("name")), type=field.get("type"), description=field.get("description"))
-            for field in self.row.fields
+            for field in fields
         ]
 
     @strawberry.field(description="Other identifiers of this asset (symlinks, URNs, paths).")
@@ -275,7 +279,7 @@ class Asset:
         ]
 
 
-def status_of(row: orm.Asset, health_status: str | None) -> str:
+def status_of(row: AssetColumns, health_status: str | None) -> str:
     """The sweep's verdict; before any sweep, a failed last run still shows."""
     if health_status is not None:
         return health_status
@@ -296,7 +300,7 @@ async def _neighbours(info: Info, asset_id: int, depth: int, downstream: bool) -
     return await assets_of(info, [row for row in await loaders.asset_by_id.load_many(ids) if row is not None])
 
 
-async def assets_of(info: Info, rows: Sequence[orm.Asset]) -> list[Asset]:
+async def assets_of(info: Info, rows: Sequence[AssetColumns]) -> list[Asset]:
     """The assets of `rows`; when the operation asks for a status, their health is read once for all of them."""
     if not rows or not selects(info, "status"):
         return [Asset.from_row(row) for row in rows]

@@ -28,7 +28,11 @@ async def _assets_with_runs(db: Database, now: datetime, count: int) -> None:
             await upsert_asset(
                 session,
                 AssetSpec(
-                    key, owners=(f"team:{index % 5}",), tags=("mart", f"tier:{index % 3}"), aliases=(f"urn:{index}",)
+                    key,
+                    owners=(f"team:{index % 5}",),
+                    tags=("mart", f"tier:{index % 3}"),
+                    aliases=(f"urn:{index}",),
+                    fields=({"name": f"column_{index}", "type": "int"},),
                 ),
                 now,
             )
@@ -54,7 +58,7 @@ ASSETS = """query($first: Int!) {
   assets(first: $first, filter: {keyPrefix: "dw://wh/table_"}) {
     totalCount
     edges { node {
-      key owners tags lastMaterializedAt lastStatus aliases
+      key owners tags lastMaterializedAt lastStatus aliases schema { name type }
       lastExecution { runId state job { name } }
       producers { name } consumers { name }
       upstream { key } downstream { key }
@@ -88,6 +92,7 @@ async def test_listing_assets_and_executions_costs_the_same_for_10_and_100(
     assert len(nodes) == 100
     assert all(node["lastExecution"]["job"]["name"] == f"job_{node['key'][-3:]}" for node in nodes)
     assert all(node["upstream"] == [{"key": f"pg://db/source_{node['key'][-3:]}"}] for node in nodes)
+    assert all(node["schema"] == [{"name": f"column_{int(node['key'][-3:])}", "type": "int"}] for node in nodes)
     ten = await statements(client, app, ASSETS, {"first": 10})
     hundred = await statements(client, app, ASSETS, {"first": 100})
     assert ten == hundred

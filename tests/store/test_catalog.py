@@ -13,7 +13,8 @@ from gateway.database import Database
 from gateway.errors import InvalidInput
 from gateway.orm import Asset, AssetHealth
 from gateway.store.asset_filters import AssetFilter, MetadataMatch
-from gateway.store.assets import soft_delete_asset
+from gateway.store.asset_records import AssetRecord, read_asset_fields
+from gateway.store.assets import read_assets_by_ids, soft_delete_asset
 from gateway.store.catalog import (
     AssetOrder,
     count_assets,
@@ -528,7 +529,7 @@ async def test_a_page_read_with_health_carries_each_assets_verdict(db: Database)
     async with db.transaction() as session:
         session.add(AssetHealth(asset_id=ids[ORDERS], status="STALE", since=at(5)))
         session.add(AssetHealth(asset_id=ids[EVENTS], status="FRESH", since=at(5)))
-    plain: list[Asset] = []
+    plain: list[AssetRecord] = []
     statuses: dict[str, str | None] = {}
     after: str | None = None
     while True:
@@ -579,3 +580,32 @@ async def test_a_page_with_health_filters_by_health_as_one_without(db: Database,
     assert without.items
     assert [a.key for a in with_health.items] == [a.key for a in without.items]
     assert all((status or "UNKNOWN") in statuses for (status,) in with_health.columns)
+
+
+async def test_a_pages_records_hold_the_assets_values_and_their_fields_are_read_apart(db: Database) -> None:
+    await _catalog(db)
+    columns = [{"name": "id", "type": "bigint"}, {"name": "total", "type": "numeric", "description": "with tax"}]
+    await declare(db, ORDERS, at(9), fields=columns)
+    await record(db, "load_orders", "run-1", "FAIL", at(10), outputs=[ORDERS])
+    async with db.transaction() as session:
+        await soft_delete_asset(session, PLAIN, at(11))
+    async with db.session() as session:
+        page = await list_assets(session, AssetFilter(include_deleted=True), 100)
+        ids = [item.id for item in page.items]
+        stored = await read_assets_by_ids(session, ids)
+        fields = await read_asset_fields(session, [*ids, max(ids) + 1])
+    assert len(page.items) == 9
+    assert all(isinstance(item, AssetRecord) for item in page.items)
+    names = list(AssetRecord.__dataclass_fields__)
+    for item in page.items:
+        asset = stored[item.id]
+        assert [getattr(item, name) for name in names] == [getattr(asset, name) for name in names]
+    # What varies is there to compare: a failed last run, a deleted asset, metadata, owners...
+    orders = next(item for item in page.items if item.key == ORDERS)
+    assert orders.last_status == "FAIL"
+    assert orders.last_run_id is not None
+    assert orders.metadata_["nested"] == {"a": 1}
+    assert orders.owners == ["ana", "team:shop"]
+    assert next(item for item in page.items if item.key == PLAIN).deleted_at is not None
+    assert fields == {item.id: stored[item.id].fields for item in page.items}
+    assert fields[orders.id] == columns

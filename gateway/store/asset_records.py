@@ -1,0 +1,106 @@
+"""Assets as the API reads them: plain records of the columns it shows, not ORM objects.
+
+A page of 100 assets loaded as ORM objects costs about 2.5 ms of Python (an identity-map entry, an instance state
+and 23 attribute sets per row); as records, about 1 ms. A record leaves out the asset's schema fields (often its
+biggest column: `read_asset_fields` reads them when asked for) and the times of its descriptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Bundle
+
+from gateway.orm import Asset
+from gateway.store.sql import one_of
+
+
+class AssetColumns(Protocol):
+    """What the API reads of an asset: an AssetRecord or the ORM's Asset."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def key(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def type(self) -> str | None: ...
+    @property
+    def display_name(self) -> str | None: ...
+    @property
+    def description(self) -> str | None: ...
+    @property
+    def owners(self) -> list[str]: ...
+    @property
+    def tags(self) -> list[str]: ...
+    @property
+    def metadata_(self) -> dict[str, Any]: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+    @property
+    def last_materialized_at(self) -> datetime | None: ...
+    @property
+    def last_run_id(self) -> int | None: ...
+    @property
+    def last_status(self) -> str | None: ...
+    @property
+    def deleted_at(self) -> datetime | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AssetRecord:
+    id: int
+    key: str
+    namespace: str
+    name: str
+    type: str | None
+    display_name: str | None
+    description: str | None
+    owners: list[str]
+    tags: list[str]
+    metadata_: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    last_materialized_at: datetime | None
+    last_run_id: int | None
+    last_status: str | None
+    deleted_at: datetime | None
+
+
+class _Records(Bundle[AssetRecord]):
+    """Selects the record's columns (in its fields' order) and makes each row one AssetRecord."""
+
+    def create_row_processor(self, query: Any, procs: Sequence[Callable[[Any], Any]], labels: Any) -> Any:
+        def record(row: Any) -> AssetRecord:
+            return AssetRecord(*[proc(row) for proc in procs])
+
+        return record
+
+
+# The attribute names of AssetRecord are the ORM's (metadata_ for the column "metadata").
+ASSET_RECORD = _Records("asset", *(getattr(Asset, name) for name in AssetRecord.__dataclass_fields__))
+
+
+async def read_asset_records_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, AssetRecord]:
+    if not ids:
+        return {}
+    rows = await session.scalars(select(ASSET_RECORD).where(one_of(session, Asset.id, ids)))
+    return {record.id: record for record in rows}
+
+
+async def read_asset_fields(session: AsyncSession, ids: Sequence[int]) -> dict[int, list[dict[str, Any]]]:
+    """The schema fields of each asset of `ids` that exists."""
+    if not ids:
+        return {}
+    rows = await session.execute(select(Asset.id, Asset.fields).where(one_of(session, Asset.id, ids)))
+    return {row.id: row.fields for row in rows}
