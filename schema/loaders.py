@@ -159,10 +159,10 @@ class Loaders:
             see.job_id_lists(_job_ids_by_role("input")), []
         )
         # The direct neighbours themselves, read with their edges (one statement, not edges then assets).
-        self.upstream_assets_by_asset: BatchLoader[int, list[orm.Asset]] = loader(
+        self.upstream_assets_by_asset: BatchLoader[int, list[AssetRecord]] = loader(
             _neighbour_assets(False, see.grants), []
         )
-        self.downstream_assets_by_asset: BatchLoader[int, list[orm.Asset]] = loader(
+        self.downstream_assets_by_asset: BatchLoader[int, list[AssetRecord]] = loader(
             _neighbour_assets(True, see.grants), []
         )
         self.neighbourhood_ids: BatchLoader[Neighbourhood, list[int]] = loader(_neighbourhoods(see.grants), [])
@@ -203,8 +203,8 @@ def _job_ids_by_role(role: str) -> Read[int, list[int]]:
     return read
 
 
-def _neighbour_assets(downstream: bool, grants: NamespaceGrants | None) -> Read[int, list[orm.Asset]]:
-    async def read(session: AsyncSession, asset_ids: list[int]) -> Mapping[int, list[orm.Asset]]:
+def _neighbour_assets(downstream: bool, grants: NamespaceGrants | None) -> Read[int, list[AssetRecord]]:
+    async def read(session: AsyncSession, asset_ids: list[int]) -> Mapping[int, list[AssetRecord]]:
         return await lineage.read_neighbour_assets(session, asset_ids, downstream, grants)
 
     return read

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.auth import NamespaceGrants
 from gateway.orm import Asset, ColumnLineage, LineageEdge
+from gateway.store.asset_records import ASSET_RECORD, AssetRecord
 from gateway.store.grants import namespace_clause
 from gateway.store.sql import dialect_name, one_of
 
@@ -268,10 +269,10 @@ async def find_lineage_path(
 
 async def read_neighbour_assets(
     session: AsyncSession, asset_ids: Sequence[int], downstream: bool, grants: NamespaceGrants | None = None
-) -> dict[int, list[Asset]]:
+) -> dict[int, list[AssetRecord]]:
     """asset id -> its live direct downstream (or upstream) assets, each once, in id order: the edges and the
     assets they lead to in one statement."""
-    result: dict[int, list[Asset]] = {asset_id: [] for asset_id in asset_ids}
+    result: dict[int, list[AssetRecord]] = {asset_id: [] for asset_id in asset_ids}
     seen: dict[int, set[int]] = {asset_id: set() for asset_id in asset_ids}
     unique = sorted(set(asset_ids))
     for near, asset in await _neighbour_rows(session, unique, downstream, None, grants, _near_and_asset):
@@ -282,7 +283,7 @@ async def read_neighbour_assets(
 
 
 def _near_and_asset(near: Any, far: Any) -> list[Any]:
-    return [near, Asset]
+    return [near, ASSET_RECORD]
 
 
 async def read_column_lineage_by_downstream_ids(
