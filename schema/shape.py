@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
-from functools import lru_cache
+from functools import cache
 
 from graphql import (
     DocumentNode,
@@ -32,7 +32,10 @@ from graphql import (
     OperationDefinitionNode,
     SelectionSetNode,
 )
-from strawberry.extensions import ValidationCache
+from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import validate_document
+
+from schema.document_cache import DocumentCache
 
 CODE = "GRAPHQL_VALIDATION_FAILED"
 # A document of 4,000 tokens without fragments has at most about 2,000 fields; fragments reused across a page of
@@ -150,13 +153,15 @@ def repeated_field(document: DocumentNode, limit: int) -> tuple[str, int] | None
 
 def shape_error(document: DocumentNode, max_repeats: int) -> GraphQLError | None:
     """Why the document's shape is refused, or None."""
-    problem = _shape_problem(document, max_repeats)
+    problem = _SHAPE_PROBLEMS.get(document, max_repeats, lambda: _shape_problem(document, max_repeats))
     # A new error each time: errors are answered, and may be changed on the way, per request.
     return None if problem is None else GraphQLError(problem, extensions={"code": CODE})
 
 
 # The parser cache hands out the same document for the same text, so its verdict is looked up, not recomputed.
-@lru_cache(maxsize=512)
+_SHAPE_PROBLEMS: DocumentCache[str | None] = DocumentCache(maxsize=512)
+
+
 def _shape_problem(document: DocumentNode, max_repeats: int) -> str | None:
     size = expanded_fields(document)
     if size > MAX_EXPANDED_FIELDS:
@@ -174,23 +179,40 @@ def _shape_problem(document: DocumentNode, max_repeats: int) -> str | None:
     return None
 
 
-class ShapedValidation(ValidationCache):
-    """Strawberry's validation cache, which checks the document's shape first and validates only a sound one.
+@cache
+def _validations(maxsize: int) -> DocumentCache[list[GraphQLError]]:
+    # One cache per size, shared by every request (the extension is made anew for each).
+    return DocumentCache(maxsize)
+
+
+class ShapedValidation(SchemaExtension):
+    """Validation, cached per document, which checks the document's shape first and validates only a sound one.
 
     The check has to come first and has to stop validation: a validation rule would run beside the others (the
     alias and depth limiters build their counts before any rule reports), and an error raised elsewhere before
     validation escapes the subscription path. Errors set here before validation are what Strawberry answers.
+    Validation is Strawberry's own (`validate_document`), cached as its ValidationCache caches it, but by the
+    document's identity (schema/document_cache.py).
     """
 
     def __init__(self, max_repeats: int, maxsize: int) -> None:
-        super().__init__(maxsize=maxsize)
+        super().__init__()
         self.max_repeats = max_repeats
+        self.validations = _validations(maxsize)
 
     def on_validate(self) -> Iterator[None]:
         context = self.execution_context
-        error = None if context.graphql_document is None else shape_error(context.graphql_document, self.max_repeats)
-        if error is None:
-            yield from super().on_validate()
+        document = context.graphql_document
+        if document is None:
+            yield
             return
-        context.pre_execution_errors = [error]
+        error = shape_error(document, self.max_repeats)
+        if error is not None:
+            context.pre_execution_errors = [error]
+            yield
+            return
+        schema, rules = context.schema._schema, tuple(context.validation_rules)
+        context.pre_execution_errors = self.validations.get(
+            document, (schema, rules), lambda: validate_document(schema, document, rules)
+        )
         yield
