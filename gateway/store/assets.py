@@ -269,11 +269,12 @@ async def read_assets_by_keys(
         by_key = by_key.where(Asset.deleted_at.is_(None))
     unique = sorted(set(keys))
     found: dict[str, Asset] = {}
-    for lookup, asset in await session.execute(by_key.where(Asset.key.in_(unique))):
+    # one_of: on Postgres one array parameter, one prepared statement; `IN` would render its list each time.
+    for lookup, asset in await session.execute(by_key.where(one_of(session, Asset.key, unique))):
         found[lookup] = asset
     rest = [key for key in unique if key not in found]
     if rest:
-        for lookup, asset in await session.execute(by_alias.where(AssetAlias.alias.in_(rest))):
+        for lookup, asset in await session.execute(by_alias.where(one_of(session, AssetAlias.alias, rest))):
             found[lookup] = asset
     return found
 
