@@ -7,16 +7,16 @@ biggest column: `read_asset_fields` reads them when asked for) and the times of 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Bundle
 
 from gateway.orm import Asset
+from gateway.store.records import RecordBundle
 from gateway.store.sql import one_of
 
 
@@ -78,18 +78,8 @@ class AssetRecord:
     deleted_at: datetime | None
 
 
-class _Records(Bundle[AssetRecord]):
-    """Selects the record's columns (in its fields' order) and makes each row one AssetRecord."""
-
-    def create_row_processor(self, query: Any, procs: Sequence[Callable[[Any], Any]], labels: Any) -> Any:
-        def record(row: Any) -> AssetRecord:
-            return AssetRecord(*[proc(row) for proc in procs])
-
-        return record
-
-
 # The attribute names of AssetRecord are the ORM's (metadata_ for the column "metadata").
-ASSET_RECORD = _Records("asset", *(getattr(Asset, name) for name in AssetRecord.__dataclass_fields__))
+ASSET_RECORD = RecordBundle("asset", AssetRecord, Asset)
 
 
 async def read_asset_records_by_ids(session: AsyncSession, ids: Sequence[int]) -> dict[int, AssetRecord]:

@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,6 +15,7 @@ from gateway.auth import NamespaceGrants
 from gateway.orm import Asset, Job, Run, RunAsset
 from gateway.store.grants import namespace_clause
 from gateway.store.pagination import KeysetOrder, Page, keyset_page
+from gateway.store.records import RecordBundle
 from gateway.store.sql import dialect_name, one_of
 
 EXECUTION_ORDER = "EVENT_TIME_DESC"
@@ -101,10 +103,65 @@ def run_conditions(run_filter: RunFilter, dialect: str) -> list[ColumnElement[bo
     return conditions
 
 
+class RunColumns(Protocol):
+    """What the API reads of a run: a RunRecord or the ORM's Run."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def run_id(self) -> str: ...
+    @property
+    def job_id(self) -> int: ...
+    @property
+    def parent_id(self) -> int | None: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def started_at(self) -> datetime | None: ...
+    @property
+    def ended_at(self) -> datetime | None: ...
+    @property
+    def event_time(self) -> datetime: ...
+    @property
+    def facets(self) -> dict[str, Any]: ...
+    @property
+    def error_message(self) -> str | None: ...
+
+
+@dataclass(slots=True)
+class RunRecord:
+    id: int
+    run_id: str
+    job_id: int
+    parent_id: int | None
+    state: str
+    started_at: datetime | None
+    ended_at: datetime | None
+    event_time: datetime
+    facets: dict[str, Any]
+    error_message: str | None
+
+
+@dataclass(slots=True)
+class AuditEntry:
+    """One entry of an asset's audit log: a run that read or wrote it (a row of run_assets)."""
+
+    id: int
+    run_id: int
+    role: str
+    event_time: datetime
+    facets: dict[str, Any]
+
+
+# Audit log pages are read as records (store/records.py): 100 entries and their runs as ORM objects cost more
+# than the rest of the page.
+_RUN_RECORD = RecordBundle("run", RunRecord, Run)
+_AUDIT_ENTRY = RecordBundle("entry", AuditEntry, RunAsset)
+
 RUNS_NEWEST_FIRST: KeysetOrder[Run] = KeysetOrder(
     EXECUTION_ORDER, Run.event_time, Run.id, True, True, lambda run: run.event_time, lambda run: run.id, False
 )
-AUDIT_NEWEST_FIRST: KeysetOrder[RunAsset] = KeysetOrder(
+AUDIT_NEWEST_FIRST: KeysetOrder[AuditEntry] = KeysetOrder(
     EXECUTION_ORDER, RunAsset.event_time, RunAsset.id, True, True, lambda row: row.event_time, lambda row: row.id, False
 )
 
@@ -124,20 +181,21 @@ async def list_asset_executions(
     grants: NamespaceGrants | None = None,
     with_runs: bool = False,
     with_jobs: bool = False,
-) -> Page[RunAsset]:
+) -> Page[AuditEntry]:
     """The audit log of one asset: which runs read or wrote it, newest first (runs of granted jobs only).
 
     `with_runs` reads each entry's run in the same statement, and `with_jobs` its job as well (`Page.columns`:
-    `(run,)` or `(run, job)`), where a page that shows them would otherwise wait for two more statements."""
+    `(run,)` or `(run, job)`, a RunRecord and the ORM's Job), where a page that shows them would otherwise wait for
+    two more statements."""
     conditions: list[ColumnElement[bool]] = [RunAsset.asset_id == asset_id]
     if grants is not None and not grants.everything:
         visible_runs = select(Run.id).where(_visible_jobs(grants, dialect_name(session)))
         conditions.append(RunAsset.run_id.in_(visible_runs.scalar_subquery()))
     if role is not None:
         conditions.append(RunAsset.role == role)
-    statement = select(RunAsset).where(*conditions)
+    statement = select(_AUDIT_ENTRY).where(*conditions)
     if with_runs or with_jobs:
-        statement = statement.add_columns(Run).join(Run, Run.id == RunAsset.run_id)
+        statement = statement.add_columns(_RUN_RECORD).join(Run, Run.id == RunAsset.run_id)
     if with_jobs:
         statement = statement.add_columns(Job).join(Job, Job.id == Run.job_id)
     return await keyset_page(session, statement, AUDIT_NEWEST_FIRST, first, after)

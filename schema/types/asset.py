@@ -48,7 +48,7 @@ class AssetExecution:
     event_time: datetime
     facets: JSON
     # The run and its job, when the page read those of all its entries at once (see `Asset.executions`).
-    run: strawberry.Private[orm.Run | None] = None
+    run: strawberry.Private[runs.RunColumns | None] = None
     job: strawberry.Private[orm.Job | None] = None
 
     def execution_at_hand(self) -> Execution | UndefinedType:
@@ -174,7 +174,7 @@ class Asset:
                 with_runs,
                 with_jobs,
             )
-        by_pk: dict[int, orm.Run] = {}
+        by_pk: dict[int, runs.RunRecord] = {}
         jobs: dict[int, orm.Job] = {}
         for run, *job in page.columns:
             by_pk[run.id] = run

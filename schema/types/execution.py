@@ -11,6 +11,7 @@ from graphql.pyutils import Undefined, UndefinedType
 from strawberry.scalars import JSON
 
 from gateway import orm
+from gateway.store.runs import RunColumns
 from schema.context import Info
 from schema.execution import AT_HAND
 from schema.types.common import Role, RunState, as_json, reference_field
@@ -45,7 +46,7 @@ class ExecutionAsset:
 @strawberry.federation.type(keys=["runId"], description="An execution (run) of a job.")
 class Execution:
     id: strawberry.Private[int]
-    row: strawberry.Private[orm.Run]
+    row: strawberry.Private[RunColumns]
     run_id: str
     state: RunState
     started_at: datetime | None
@@ -57,7 +58,7 @@ class Execution:
     job_row: strawberry.Private[orm.Job | None] = None
 
     @classmethod
-    def from_row(cls, row: orm.Run, job: orm.Job | None = None) -> Execution:
+    def from_row(cls, row: RunColumns, job: orm.Job | None = None) -> Execution:
         return cls(
             id=row.id,
             row=row,

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from gateway.database import Database
 from gateway.errors import InvalidInput
-from gateway.orm import Base, Job, Run
+from gateway.orm import Base, Job, Run, RunAsset
 from gateway.store.asset_filters import AssetFilter
 from gateway.store.catalog import AssetOrder, list_assets
 from gateway.store.executions import DatasetTouch, ExecutionRecord, record_execution
@@ -23,7 +23,9 @@ from gateway.store.jobs import (
     upsert_job,
 )
 from gateway.store.runs import (
+    AuditEntry,
     RunFilter,
+    RunRecord,
     list_asset_executions,
     list_runs,
     read_children_by_run_ids,
@@ -431,6 +433,42 @@ async def _all_runs_after(db: Database, after: str) -> list[str]:
             if not page.has_next_page:
                 return seen
             after = page.cursors[-1]
+
+
+async def test_an_audit_log_page_reads_records_holding_what_the_rows_hold(db: Database) -> None:
+    parent = parent_ref("dag-1", job="nightly")
+    await record(db, "load", "l1", "START", at(10), outputs=["w/orders"], parent=parent)
+    await record(db, "load", "l1", "FAIL", at(12), outputs=["w/orders"], error_message="disk full")
+    await record(db, "copy", "c1", "COMPLETE", at(20), inputs=["w/orders"], outputs=["w/copy"])
+    (orders,) = await asset_ids(db, "w/orders")
+    async with db.session() as session:
+        page = await list_asset_executions(session, orders, None, 10, None, with_runs=True, with_jobs=True)
+        stored_entries = {
+            row.id: row for row in await session.scalars(select(RunAsset).where(RunAsset.asset_id == orders))
+        }
+        stored_runs = await read_runs_by_ids(session, [entry.run_id for entry in page.items])
+    assert len(page.items) == 2
+    for entry, (run, job) in zip(page.items, page.columns, strict=True):
+        assert isinstance(entry, AuditEntry)
+        assert isinstance(run, RunRecord)
+        stored = stored_entries[entry.id]
+        assert [getattr(entry, name) for name in AUDIT_FIELDS] == [getattr(stored, name) for name in AUDIT_FIELDS]
+        assert run.id == entry.run_id
+        assert [getattr(run, name) for name in RUN_FIELDS] == [
+            getattr(stored_runs[run.id], name) for name in RUN_FIELDS
+        ]
+        assert isinstance(job, Job)
+        assert job.id == run.job_id
+    load = next(run for run, _ in page.columns if run.run_id == "l1")
+    # What varies is there to compare: a parent, an error, both times, facets.
+    assert load.parent_id is not None
+    assert load.error_message == "disk full"
+    assert load.started_at is not None
+    assert load.ended_at is not None
+
+
+AUDIT_FIELDS = list(AuditEntry.__dataclass_fields__)
+RUN_FIELDS = list(RunRecord.__dataclass_fields__)
 
 
 async def test_asset_executions_are_an_audit_log_newest_first(db: Database) -> None:
