@@ -23,38 +23,22 @@ from gateway.store.sql import one_of
 class AssetColumns(Protocol):
     """What the API reads of an asset: an AssetRecord or the ORM's Asset."""
 
-    @property
-    def id(self) -> int: ...
-    @property
-    def key(self) -> str: ...
-    @property
-    def namespace(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def type(self) -> str | None: ...
-    @property
-    def display_name(self) -> str | None: ...
-    @property
-    def description(self) -> str | None: ...
-    @property
-    def owners(self) -> list[str]: ...
-    @property
-    def tags(self) -> list[str]: ...
-    @property
-    def metadata_(self) -> dict[str, Any]: ...
-    @property
-    def created_at(self) -> datetime: ...
-    @property
-    def updated_at(self) -> datetime: ...
-    @property
-    def last_materialized_at(self) -> datetime | None: ...
-    @property
-    def last_run_id(self) -> int | None: ...
-    @property
-    def last_status(self) -> str | None: ...
-    @property
-    def deleted_at(self) -> datetime | None: ...
+    id: int
+    key: str
+    namespace: str
+    name: str
+    type: str | None
+    display_name: str | None
+    description: str | None
+    owners: list[str]
+    tags: list[str]
+    metadata_: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    last_materialized_at: datetime | None
+    last_run_id: int | None
+    last_status: str | None
+    deleted_at: datetime | None
 
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__, six times the cost of making one.

@@ -106,26 +106,16 @@ def run_conditions(run_filter: RunFilter, dialect: str) -> list[ColumnElement[bo
 class RunColumns(Protocol):
     """What the API reads of a run: a RunRecord or the ORM's Run."""
 
-    @property
-    def id(self) -> int: ...
-    @property
-    def run_id(self) -> str: ...
-    @property
-    def job_id(self) -> int: ...
-    @property
-    def parent_id(self) -> int | None: ...
-    @property
-    def state(self) -> str: ...
-    @property
-    def started_at(self) -> datetime | None: ...
-    @property
-    def ended_at(self) -> datetime | None: ...
-    @property
-    def event_time(self) -> datetime: ...
-    @property
-    def facets(self) -> dict[str, Any]: ...
-    @property
-    def error_message(self) -> str | None: ...
+    id: int
+    run_id: str
+    job_id: int
+    parent_id: int | None
+    state: str
+    started_at: datetime | None
+    ended_at: datetime | None
+    event_time: datetime
+    facets: dict[str, Any]
+    error_message: str | None
 
 
 @dataclass(slots=True)
