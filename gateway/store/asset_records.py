@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,27 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.orm import Asset
 from gateway.store.records import RecordBundle
 from gateway.store.sql import one_of
-
-
-class AssetColumns(Protocol):
-    """What the API reads of an asset: an AssetRecord or the ORM's Asset."""
-
-    id: int
-    key: str
-    namespace: str
-    name: str
-    type: str | None
-    display_name: str | None
-    description: str | None
-    owners: list[str]
-    tags: list[str]
-    metadata_: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
-    last_materialized_at: datetime | None
-    last_run_id: int | None
-    last_status: str | None
-    deleted_at: datetime | None
 
 
 # Not frozen: a frozen dataclass sets each field through object.__setattr__, six times the cost of making one.
@@ -62,7 +41,10 @@ class AssetRecord:
     deleted_at: datetime | None
 
 
-# The attribute names of AssetRecord are the ORM's (metadata_ for the column "metadata").
+# What the API reads of an asset: a record, or the ORM's Asset (mutations answer with the row they wrote). Both
+# have the record's attributes (the ORM's names: metadata_ for the column "metadata").
+AssetColumns = AssetRecord | Asset
+
 ASSET_RECORD = RecordBundle("asset", AssetRecord, Asset)
 
 

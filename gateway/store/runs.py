@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -103,21 +103,6 @@ def run_conditions(run_filter: RunFilter, dialect: str) -> list[ColumnElement[bo
     return conditions
 
 
-class RunColumns(Protocol):
-    """What the API reads of a run: a RunRecord or the ORM's Run."""
-
-    id: int
-    run_id: str
-    job_id: int
-    parent_id: int | None
-    state: str
-    started_at: datetime | None
-    ended_at: datetime | None
-    event_time: datetime
-    facets: dict[str, Any]
-    error_message: str | None
-
-
 @dataclass(slots=True)
 class RunRecord:
     id: int
@@ -142,6 +127,9 @@ class AuditEntry:
     event_time: datetime
     facets: dict[str, Any]
 
+
+# What the API reads of a run: a record (audit log pages), or the ORM's Run.
+RunColumns = RunRecord | Run
 
 # Audit log pages are read as records (store/records.py): 100 entries and their runs as ORM objects cost more
 # than the rest of the page.
