@@ -23,7 +23,8 @@ from gateway.ingest.http import post_lineage
 from gateway.ingest.writer import GroupWriter
 from gateway.live import LiveChanges
 from gateway.metrics import GatewayMetrics, metrics_endpoint
-from gateway.migrate import current_revision, head_revision, migrate
+from gateway.migrate import current_revision, migrate
+from gateway.migrations import HEAD_REVISION
 from gateway.request_context import RequestContextMiddleware
 from gateway.settings import Settings, load_settings
 from monitors.freshness import monitor_from_settings
@@ -47,7 +48,7 @@ async def readyz(request: Request) -> Response:
         revision = await current_revision(db.engine)
     except Exception as error:
         return JSONResponse({"status": "unavailable", "reason": type(error).__name__}, status_code=503)
-    expected = head_revision()
+    expected = HEAD_REVISION
     if revision != expected:
         reason = f"database is at migration {revision}, the gateway needs {expected}: run `asset-gateway migrate`"
         return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)

@@ -53,13 +53,7 @@ def serve(
     from gateway.authenticator import Authenticator, InsecureStartup
     from gateway.logs import configure_logging
     from gateway.memory import settle_garbage_collector
-    from gateway.workers import (
-        APP_FACTORY,
-        SpreadingSupervisor,
-        WorkersNeedPostgres,
-        check_workers,
-        shared_with_workers,
-    )
+    from gateway.workers import WorkersNeedPostgres, check_workers, supervise
 
     settings = _settings(ctx, host=host, port=port, log_level=log_level, insecure=insecure, workers=workers)
     if settings.log_level.lower() not in LOG_LEVELS:
@@ -100,16 +94,9 @@ def serve(
         "timeout_graceful_shutdown": settings.shutdown_timeout_seconds,
     }
     if settings.workers > 1:
-        # The app built above only checked the settings: each worker builds its own (gateway/workers.py).
-        del app
-        config = uvicorn.Config(APP_FACTORY, factory=True, workers=settings.workers, **server)
-        try:
-            supervisor = SpreadingSupervisor(config)
-        except OSError as error:
-            raise click.ClickException(f"cannot listen on {settings.host}:{settings.port}: {error}") from error
-        with shared_with_workers(settings):
-            supervisor.run()
-        return
+        # The app built above only checked the settings: each worker builds its own (gateway/workers.py), and
+        # this process becomes their supervisor, leaving behind what it loaded for the checks.
+        supervise(settings, server)
     settle_garbage_collector()
     uvicorn.run(app, **server)
 

@@ -124,6 +124,15 @@ def assert_refused_as_in_use(env: dict[str, str], port: int) -> None:
     assert "Traceback" not in result.stderr
 
 
+def assert_supervises_without_the_gateway(pid: int) -> None:
+    """`serve` became the lean supervisor (gateway/supervisor.py): same process, none of the gateway's libraries."""
+    assert b"gateway.supervisor" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    mapped = Path(f"/proc/{pid}/maps").read_text()
+    # Their compiled parts, mapped into any process that imported them (as the checks before the exec did).
+    for package in ("sqlalchemy", "asyncpg", "pydantic_core"):
+        assert f"/{package}/" not in mapped, f"the supervisor loaded {package}"
+
+
 def test_two_workers_share_the_address_the_work_and_the_figures(tmp_path: Path, clean_postgres: str) -> None:
     env = gateway_env(GATEWAY_DATABASE_URL=clean_postgres, GATEWAY_DATA_DIR=str(tmp_path / "unused"))
     run_cli(env, "migrate")
@@ -135,6 +144,7 @@ def test_two_workers_share_the_address_the_work_and_the_figures(tmp_path: Path, 
             assert time.monotonic() < deadline, f"two workers did not start:\n{log.read_text()}"
             time.sleep(0.1)
         assert len(workers) == 2
+        assert_supervises_without_the_gateway(process.pid)
         directory = metrics_directory(workers[0])
         assert directory.is_dir()
         # Each worker is ready once it answers; wait until neither is still starting.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gateway.database import Database
 from gateway.migrate import alembic_config, current_revision, head_revision, migrate
+from gateway.migrations import HEAD_REVISION
 from gateway.orm import Base
 from gateway.settings import Settings
 from tests.conftest import POSTGRES_URL
@@ -102,6 +105,24 @@ async def test_migrations_build_exactly_the_declared_schema(fresh_engine: AsyncE
     kinds = {difference[0] if isinstance(difference, tuple) else difference[0][0] for difference in differences}
     expected = {"add_index", "modify_type"} if fresh_engine.dialect.name == "postgresql" else {"add_index"}
     assert kinds == expected
+
+
+def test_the_head_a_serving_gateway_expects_is_the_newest_migration() -> None:
+    # /readyz compares the database with HEAD_REVISION, so that serving needs no Alembic: a new migration moves it.
+    assert head_revision() == HEAD_REVISION
+
+
+def test_a_gateway_on_postgres_serves_without_loading_alembic() -> None:
+    # It migrates only when told to (`asset-gateway migrate`); the embedded SQLite default migrates itself.
+    program = (
+        "import sys\n"
+        "from gateway.app import create_app\n"
+        "from gateway.settings import Settings\n"
+        f"create_app(Settings(database_url={POSTGRES_URL!r}))\n"
+        "print(sorted(name for name in sys.modules if name.split('.')[0] in ('alembic', 'mako')))\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True, timeout=120)
+    assert loaded.stdout.strip() == "[]", loaded.stdout
 
 
 async def _downgrade(engine: AsyncEngine, revision: str) -> None:
