@@ -136,3 +136,41 @@ def test_serve_on_postgres(tmp_path: Path, clean_postgres: str) -> None:
     assert_stopped_gracefully(process, log)
     # Postgres was never the embedded default: nothing was written to the data directory.
     assert not (tmp_path / "unused" / "gateway.db").exists()
+
+
+# Answers /readyz through the ASGI interface itself (an HTTP client library would load httpx), then names what it
+# loaded of the libraries a serving gateway has no use for by default.
+_READY_WITHOUT = """
+import asyncio, sys
+from gateway.app import create_app
+from gateway.settings import Settings
+
+app = create_app(Settings())
+sent = []
+
+async def receive():
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+async def send(message):
+    sent.append(message)
+
+scope = {
+    "type": "http", "method": "GET", "path": "/readyz", "raw_path": b"/readyz", "query_string": b"", "headers": [],
+    "http_version": "1.1", "scheme": "http", "root_path": "", "server": ("gateway.test", 80), "client": ("test", 1),
+}
+asyncio.run(app(scope, receive, send))
+print(sent[0]["status"], sorted({name.split(".")[0] for name in sys.modules} & {"alembic", "mako", "httpx"}))
+"""
+
+
+def test_a_gateway_on_postgres_serves_without_migration_tools_or_an_http_client(
+    tmp_path: Path, clean_postgres: str
+) -> None:
+    # It migrates when told to (`asset-gateway migrate`), and only webhook notifiers post anywhere.
+    env = gateway_env(GATEWAY_DATABASE_URL=clean_postgres, GATEWAY_DATA_DIR=str(tmp_path / "unused"))
+    run_cli(env, "migrate")
+    loaded = subprocess.run(
+        [sys.executable, "-c", _READY_WITHOUT], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split() == ["200", "[]"], loaded.stdout
