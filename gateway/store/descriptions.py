@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.keys import split_key, validate_key
 from gateway.orm import Asset, AssetAlias
-from gateway.store.sql import bind_rows, cached, dialect_name, insert_for, later
+from gateway.store.sql import bind_rows, cached, dialect_name, in_list, insert_for, later
 
 _LISTS = ("owners", "tags", "fields")
 _SCALARS = ("type", "description")
@@ -97,13 +97,14 @@ class Found:
 
 
 def _build_resolve(dialect: str) -> Any:
-    identifiers = bindparam("identifiers", expanding=True, type_=_ASSETS.c.key.type)
     asset = (_ASSETS.c.id, _ASSETS.c.key)
-    by_key = select(_ASSETS.c.key, *asset, literal(False), _ASSETS.c.deleted_at).where(_ASSETS.c.key.in_(identifiers))
+    by_key = select(_ASSETS.c.key, *asset, literal(False), _ASSETS.c.deleted_at).where(
+        in_list(dialect, _ASSETS.c.key, "identifiers")
+    )
     by_alias = (
         select(_ALIASES.c.alias, *asset, literal(True), _ASSETS.c.deleted_at)
         .select_from(_ALIASES.join(_ASSETS, _ASSETS.c.id == _ALIASES.c.asset_id))
-        .where(_ALIASES.c.alias.in_(identifiers))
+        .where(in_list(dialect, _ALIASES.c.alias, "identifiers"))
     )
     return union_all(by_key, by_alias)
 

@@ -80,10 +80,13 @@ def one_of(session: AsyncSession, column: Any, values: Iterable[Any]) -> ColumnE
 
 
 def in_list(dialect: str, column: Any, name: str) -> ColumnElement[bool]:
-    """`column IN :name` for an integer column, in a statement built once, the list bound when it runs: on Postgres
-    one array parameter (one prepared statement whatever the length, as `one_of`), on SQLite an expanding one."""
+    """`column IN :name` for an integer or string column, in a statement built once, the list bound when it runs: on
+    Postgres one array parameter (one prepared statement whatever the length, as `one_of`), on SQLite an expanding
+    one. An expanding list on Postgres is a new statement for every length: rendered again by SQLAlchemy, then
+    parsed and planned by Postgres, a few ms for a batch's thousands of keys."""
     if dialect == "postgresql":
-        return column == any_(bindparam(name, type_=postgresql.ARRAY(BigInteger())))  # type: ignore[no-any-return]
+        element = String() if isinstance(column.type, String) else BigInteger()
+        return column == any_(bindparam(name, type_=postgresql.ARRAY(element)))  # type: ignore[no-any-return]
     return column.in_(bindparam(name, expanding=True, type_=column.type))  # type: ignore[no-any-return]
 
 

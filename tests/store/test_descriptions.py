@@ -14,8 +14,9 @@ from sqlalchemy import func, select
 from gateway.database import Database
 from gateway.ingest.service import ingest_documents
 from gateway.orm import Change, RunAsset
-from gateway.store.assets import soft_delete_asset
-from gateway.store.descriptions import AssetDescription, _upsert_described, _values
+from gateway.store.assets import ensure_assets, soft_delete_asset
+from gateway.store.descriptions import AssetDescription, _upsert_described, _values, lookup_identifiers
+from tests.helpers import caught_statements
 from tests.store.factories import asset
 
 START = datetime(2026, 3, 1, tzinfo=UTC)
@@ -127,3 +128,19 @@ async def test_an_asset_is_named_even_when_it_was_not_read_before(db: Database) 
     async with db.transaction() as session:
         assert await _upsert_described(session, [row], stored={}) == {"w/raw": stored.id}
     assert (await asset(db, "w/raw")).updated_at == FIRST
+
+
+async def test_identifiers_are_looked_up_in_one_statement_whatever_their_number(db: Database, dialect: str) -> None:
+    keys = [f"s3://lookups/file_{number:03}" for number in range(300)]
+    async with db.transaction() as session:
+        ids = await ensure_assets(session, keys[:150], datetime.now(UTC))
+    with caught_statements(db.engine, lambda statement: "asset_aliases" in statement) as caught:
+        async with db.transaction() as session:
+            few = await lookup_identifiers(session, keys[:3])
+            many = await lookup_identifiers(session, keys)
+    assert {(found.identifier, found.asset_id) for found in few} == {(key, ids[key]) for key in keys[:3]}
+    assert {(found.identifier, found.asset_id) for found in many} == {(key, ids[key]) for key in keys[:150]}
+    assert len(caught) == 2
+    if dialect == "postgresql":
+        # One array parameter: the same statement for 3 identifiers and for 300, prepared and planned once.
+        assert caught[0][0] == caught[1][0]
