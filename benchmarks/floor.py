@@ -199,13 +199,16 @@ async def neighbour_edges(driver: Driver, frontier: Sequence[int], downstream: b
     near, far = ("upstream_id", "downstream_id") if downstream else ("downstream_id", "upstream_id")
     rows: list[Sequence[Any]] = []
     for start in range(0, len(frontier), FRONTIER_CHUNK):
-        chunk = frontier[start : start + FRONTIER_CHUNK]
+        chunk = sorted(set(frontier[start : start + FRONTIER_CHUNK]))
+        # As gateway.store.sql.one_of: one array parameter on Postgres, an expanded IN list on SQLite.
+        postgres = driver.dialect == "postgresql"
+        wanted = "= ANY ($1::BIGINT[])" if postgres else f"IN ({_in(driver, 1, len(chunk))})"
         rows += await driver.fetch(
             f"SELECT {EDGE_COLUMNS} \nFROM lineage_edges JOIN assets ON assets.id = lineage_edges.{far} \n"
-            f"WHERE lineage_edges.{near} IN ({_in(driver, 1, len(chunk))}) AND assets.deleted_at IS NULL "
+            f"WHERE lineage_edges.{near} {wanted} AND assets.deleted_at IS NULL "
             f"AND lineage_edges.retired_at IS NULL "
             f"ORDER BY lineage_edges.{near}, lineage_edges.{far}, lineage_edges.id",
-            *chunk,
+            *([chunk] if postgres else chunk),
         )
     return rows
 

@@ -122,7 +122,7 @@ async def _neighbour_rows(
             .select_from(LineageEdge)
             .join(Asset, Asset.id == far)
             .where(
-                near.in_(frontier[start : start + FRONTIER_CHUNK]),
+                one_of(session, near, frontier[start : start + FRONTIER_CHUNK]),
                 Asset.deleted_at.is_(None),
                 visible,
                 *_live(as_of),

@@ -14,6 +14,7 @@ from gateway.store.lineage import (
     read_neighbour_assets,
     traverse_lineage,
 )
+from tests.helpers import caught_statements
 from tests.store.factories import asset_ids, at, declare, record
 
 
@@ -306,3 +307,15 @@ async def test_a_pair_joined_by_a_live_and_a_retired_edge_is_live(db: Database) 
     result = await _traverse(db, graph, "w/out", Direction.UPSTREAM, 1, as_of=at(15))
     (edge,) = [edge for edge in result.edges if edge.upstream_id == graph.ids["w/a"]]
     assert len(edge.job_ids) == 2
+
+
+async def test_every_level_of_a_walk_is_one_statement_whatever_its_width(db: Database) -> None:
+    graph = await _declared_graph(db)
+    with caught_statements(db.read_engine, lambda statement: "lineage_edges" in statement) as caught:
+        walked = await _traverse(db, graph, "w/x", Direction.UPSTREAM, 9)
+    assert graph.depths(walked) == {"w/x": 0, "w/d1": -1, "w/m": -2, "w/st": -3, "w/s1": -4, "w/s2": -4}
+    # Frontiers of one asset (x, d1, m, st), then of two (s1, s2): on Postgres one array parameter, so one statement
+    # to prepare and plan, where an IN list is a statement for every width.
+    assert len(caught) == 5
+    if db.dialect == "postgresql":
+        assert len({statement for statement, _ in caught}) == 1
