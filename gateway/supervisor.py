@@ -131,7 +131,7 @@ def become_supervisor(directory: Path, environment: dict[str, str]) -> NoReturn:
     os.execve(sys.executable, [sys.executable, "-m", __name__, str(directory)], environment)
 
 
-def supervise(directory: Path) -> int:
+def run_workers(directory: Path) -> int:
     """Run the workers of the plan in `directory` until told to stop; the directory is removed afterwards."""
     try:
         plan = json.loads((directory / PLAN_FILE).read_text())
@@ -151,4 +151,4 @@ def supervise(directory: Path) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(supervise(Path(sys.argv[1])))
+    sys.exit(run_workers(Path(sys.argv[1])))
