@@ -86,6 +86,8 @@ class Targets:
     materializations_key: str
     lineage_key: str
     lineage_depths: tuple[int, ...] = (5, 20)
+    # The root of a wide tree, walked five levels downstream (benchmarks/harness.py declares it).
+    wide_lineage_key: str | None = None
 
 
 class Driver(Protocol):
@@ -293,8 +295,8 @@ async def materializations(driver: Driver, key: str) -> int:
     return len((await audit_log(driver, asset[1], "output", MATERIALIZATIONS))[:MATERIALIZATIONS])
 
 
-async def lineage(driver: Driver, key: str, depth: int) -> int:
-    """The upstream walk as gateway.store.lineage does it: one statement per level; the node count."""
+async def lineage(driver: Driver, key: str, depth: int, downstream: bool = False) -> int:
+    """The walk one way as gateway.store.lineage does it: one statement per level; the node count."""
     asset = await asset_by_key(driver, key)
     root = asset[1]
     depths = {root: 0}
@@ -304,16 +306,17 @@ async def lineage(driver: Driver, key: str, depth: int) -> int:
         if not frontier:
             break
         rows_by_near: dict[int, list[Sequence[Any]]] = {}
-        for row in await neighbour_edges(driver, sorted(set(frontier)), downstream=False):
-            rows_by_near.setdefault(row[1], []).append(row)
+        near_column, far_column = (0, 1) if downstream else (1, 0)
+        for row in await neighbour_edges(driver, sorted(set(frontier)), downstream=downstream):
+            rows_by_near.setdefault(row[near_column], []).append(row)
         next_frontier: list[int] = []
         for near in sorted(frontier):
             for row in rows_by_near.get(near, ()):
-                far = row[0]
+                far = row[far_column]
                 if far not in depths:
                     if len(depths) >= LINEAGE_MAX_NODES:
                         continue
-                    depths[far] = -level
+                    depths[far] = level if downstream else -level
                 if far not in visited:
                     visited.add(far)
                     next_frontier.append(far)
@@ -367,6 +370,8 @@ async def measure(
         await run("materializations", [partial(materializations, driver, targets.materializations_key)])
         for depth in targets.lineage_depths:
             await run(f"lineage{depth}", [partial(lineage, driver, targets.lineage_key, depth)])
+        if targets.wide_lineage_key is not None:
+            await run("lineage_wide", [partial(lineage, driver, targets.wide_lineage_key, 5, downstream=True)])
         return figures
     finally:
         await driver.close()

@@ -29,13 +29,17 @@ One run:
    whole load would take (a first look at size M, whose full load is long).
    On a Postgres server without autovacuum (a CI machine's may turn it off), the harness does its work during
    the load (VACUUM or ANALYZE of each table past autovacuum's default thresholds, every 15 s).
+   Then a tree of 1,877 assets of its own (namespace `bench-wide`: a root, then levels of 4, 16, 64, 256 and
+   1,536 assets, each reading one asset of the level above) as JobEvents in NDJSON, for the wide lineage figure:
+   the workload's widest walk of five hops reaches under 200 assets, the target speaks of up to 2,000.
    Then one freshness sweep (the runMonitor mutation) so that assets have a health row, and on Postgres
    VACUUM ANALYZE and a CHECKPOINT (what autovacuum and the checkpointer would have done by then).
 4. Measures GraphQL over HTTP (aiohttp, one client process; warm-up requests first): the catalog's first page of 100
    assets with owners, tags, lastMaterializedAt and status (at concurrency 1 and `--concurrency`), a filtered page
    (namespacePrefix and a tag), a text search, an asset's detail page (its 20 latest executions, one hop of lineage
-   both ways) over the hottest assets, 100 materializations of the hottest asset, and upstream lineage at depth 5
-   and 20 from the deepest mart. Latencies are client-side (request sent to response read).
+   both ways) over the hottest assets, 100 materializations of the hottest asset, upstream lineage at depth 5
+   and 20 from the deepest mart, and downstream lineage at depth 5 from the root of the tree (1,877 nodes).
+   Latencies are client-side (request sent to response read).
 5. Times the same SQL straight through the database driver (benchmarks/floor.py), for each figure's ratio over
    its raw SQL floor, and samples the gateway's RSS (VmRSS) throughout (the figure is the maximum) and its CPU
    time per phase.
@@ -157,8 +161,8 @@ MATERIALIZATIONS = """query Materializations($key: String!) {
   }
 }"""
 
-LINEAGE = """query Lineage($key: String!, $depth: Int!) {
-  lineage(key: $key, direction: UPSTREAM, depth: $depth) {
+LINEAGE = """query Lineage($key: String!, $depth: Int!, $direction: LineageDirection! = UPSTREAM) {
+  lineage(key: $key, direction: $direction, depth: $depth) {
     nodes { depth asset { key type } }
     edges { upstreamKey downstreamKey }
     truncated
@@ -258,6 +262,40 @@ def run_event(event: Materialization, deps: Sequence[str], parent: bool) -> dict
         "inputs": [_dataset(dep) for dep in deps],
         "outputs": [output],
     }
+
+
+# The wide lineage figure. The reference workload's widest walk of five hops reaches under 200 assets (at M),
+# while the target bounds walks of up to 2,000 nodes: the harness declares a tree of its own beside the workload,
+# each level's assets reading one asset of the level above, for a downstream walk of five levels from its root.
+WIDE_NAMESPACE = "bench-wide"
+WIDE_FANOUTS = (4, 4, 4, 4, 6)  # 1 + 4 + 16 + 64 + 256 + 1,536 = 1,877 assets, under the 2,000-node cap
+
+
+def wide_tree_keys() -> list[tuple[str, str | None]]:
+    """(asset key, the key of the asset it reads) of the tree, level by level from its root (which reads none)."""
+    tree: list[tuple[str, str | None]] = [(f"{WIDE_NAMESPACE}/root", None)]
+    level = [tree[0][0]]
+    for depth, fanout in enumerate(WIDE_FANOUTS, start=1):
+        following = [f"{WIDE_NAMESPACE}/level{depth}/node_{len(tree) + n}" for n in range(len(level) * fanout)]
+        tree += [(key, level[n // fanout]) for n, key in enumerate(following)]
+        level = following
+    return tree
+
+
+def wide_tree_events(event_time: float) -> list[dict[str, Any]]:
+    """JobEvents declaring the tree: the job of each asset reads its parent and writes it."""
+    events = []
+    for key, parent in wide_tree_keys():
+        event = {
+            "eventTime": iso(event_time),
+            "producer": PRODUCER,
+            "schemaURL": f"{SPEC}#/$defs/JobEvent",
+            "job": {"namespace": JOB_NAMESPACE, "name": key},
+            "inputs": [] if parent is None else [_dataset(parent)],
+            "outputs": [_dataset(key)],
+        }
+        events.append(event)
+    return events
 
 
 def ndjson(events: Iterable[dict[str, Any]]) -> bytes:
@@ -1107,6 +1145,7 @@ async def run(plan: Plan) -> dict[str, Any]:
                 detail_keys=[key for key, _ in summary.hot_assets(DETAIL_ASSETS)],
                 materializations_key=summary.hot_assets(1)[0][0],
                 lineage_key=summary.deepest_mart or summary.hot_assets(1)[0][0],
+                wide_lineage_key=wide_tree_keys()[0][0],
             )
             results["queries"] = await queries(client, plan, targets, sampler, profiler)
             sampler.enter("idle")
@@ -1189,6 +1228,11 @@ async def load(
         sent, seconds, latencies, batch_size=plan.batch_size, concurrency=plan.batch_concurrency
     )
     print(f"[{tag}]   {figures['batched']['events_per_s']:,} events/s", file=sys.stderr)
+    tree = wide_tree_events(header.window_start)
+    print(f"[{tag}] declaring the wide lineage tree: {len(tree):,} assets (JobEvents, NDJSON)", file=sys.stderr)
+    sampler.enter("load: wide tree")
+    sent, seconds, latencies = await post_batches(client, chunked(iter(tree), plan.batch_size), 1)
+    figures["wide_tree"] = load_figure(sent, seconds, latencies, batch_size=plan.batch_size)
     total_events = header.assets + header.events
     total_seconds = sum(figures[name]["seconds"] for name in ("declarations", "single", "batched"))
     figures["total"] = {"events": total_events, "seconds": round(total_seconds, 1)}
@@ -1250,6 +1294,17 @@ async def queries(
             figures[f"lineage{depth}"]["nodes"] = len(answer["nodes"])
             figures[f"lineage{depth}"]["edges"] = len(answer["edges"])
             figures[f"lineage{depth}"]["truncated"] = answer["truncated"]
+    if targets.wide_lineage_key is not None:
+        variables = {"key": targets.wide_lineage_key, "depth": 5, "direction": "DOWNSTREAM"}
+        await measure("lineage_wide", [graphql_body(LINEAGE, variables)], (1,))
+        with contextlib.suppress(BenchmarkError):
+            answer = (await graphql(client, LINEAGE, variables))["lineage"]
+            figures["lineage_wide"].update(
+                key=targets.wide_lineage_key,
+                nodes=len(answer["nodes"]),
+                edges=len(answer["edges"]),
+                truncated=answer["truncated"],
+            )
     # What the answers hold, for the report.
     with contextlib.suppress(BenchmarkError):
         page = await graphql(client, CATALOG, {"first": 100, "filter": filtered})
@@ -1383,6 +1438,10 @@ def figure_rows(results: dict[str, Any]) -> list[list[str]]:
         nodes = queries.get(name, {}).get("nodes")
         label = f"lineage upstream, depth {depth}" + (f" ({nodes:,} nodes)" if nodes is not None else "") + ", c1"
         latency(name, label, TARGETS["lineage5_p50_ms"] if depth == 5 else None)
+    if "lineage_wide" in queries:
+        nodes = queries["lineage_wide"].get("nodes")
+        label = "lineage downstream, depth 5, the declared tree" + (f" ({nodes:,} nodes)" if nodes else "") + ", c1"
+        latency("lineage_wide", label, TARGETS["lineage5_p50_ms"])
     rss = results.get("rss", {}).get("max_mb")
     by_phase: dict[str, float] = results.get("rss", {}).get("by_phase_mb", {})
     if rss is not None:
@@ -1482,7 +1541,12 @@ def markdown(all_results: dict[str, dict[str, Any]]) -> str:
             f"{' (each the parent run of its events)' if s.get('parent_runs') else ''}; in the database"
             f" {database.get('runs', 0):,} runs, {database.get('run_assets', 0):,} run_assets,"
             f" {database.get('lineage_edges', 0):,} lineage edges, {database.get('lineage_events', 0):,} stored"
-            f" events, {database.get('database_mb', 0):,} MB.",
+            f" events, {database.get('database_mb', 0):,} MB"
+            + (
+                f" (with the {load['wide_tree']['events']:,} assets of the wide lineage tree, declared after the load)."
+                if "wide_tree" in load
+                else "."
+            ),
         ]
         declarations = load.get("declarations", {})
         single = load.get("single", {})
