@@ -13,7 +13,7 @@ from gateway.database import Database
 from gateway.errors import InvalidInput
 from gateway.orm import Asset, AssetHealth
 from gateway.store.asset_filters import AssetFilter, MetadataMatch
-from gateway.store.asset_records import AssetRecord, read_asset_fields
+from gateway.store.asset_records import AssetRecord, read_asset_fields, read_asset_records_by_ids
 from gateway.store.assets import read_assets_by_ids, soft_delete_asset
 from gateway.store.catalog import (
     AssetOrder,
@@ -594,12 +594,17 @@ async def test_a_pages_records_hold_the_assets_values_and_their_fields_are_read_
         ids = [item.id for item in page.items]
         stored = await read_assets_by_ids(session, ids)
         fields = await read_asset_fields(session, [*ids, max(ids) + 1])
+        by_id = await read_asset_records_by_ids(session, [*ids, max(ids) + 1])
     assert len(page.items) == 9
     assert all(isinstance(item, AssetRecord) for item in page.items)
+    # Read by id (plain rows, not the page's statement), the same records; an id that is no asset, none.
+    assert sorted(by_id) == sorted(ids)
+    assert all(isinstance(record, AssetRecord) for record in by_id.values())
     names = list(AssetRecord.__dataclass_fields__)
     for item in page.items:
         asset = stored[item.id]
         assert [getattr(item, name) for name in names] == [getattr(asset, name) for name in names]
+        assert [getattr(by_id[item.id], name) for name in names] == [getattr(asset, name) for name in names]
     # What varies is there to compare: a failed last run, a deleted asset, metadata, owners...
     orders = next(item for item in page.items if item.key == ORDERS)
     assert orders.last_status == "FAIL"
