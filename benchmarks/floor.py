@@ -201,7 +201,7 @@ async def neighbour_edges(driver: Driver, frontier: Sequence[int], downstream: b
     near, far = ("upstream_id", "downstream_id") if downstream else ("downstream_id", "upstream_id")
     rows: list[Sequence[Any]] = []
     for start in range(0, len(frontier), FRONTIER_CHUNK):
-        chunk = sorted(set(frontier[start : start + FRONTIER_CHUNK]))
+        chunk = frontier[start : start + FRONTIER_CHUNK]
         # As gateway.store.sql.one_of: one array parameter on Postgres, an expanded IN list on SQLite.
         postgres = driver.dialect == "postgresql"
         wanted = "= ANY ($1::BIGINT[])" if postgres else f"IN ({_in(driver, 1, len(chunk))})"
